@@ -1,0 +1,70 @@
+"""Submit: the small interface every backend speaks, and the choice of backend."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Dict, Optional, Protocol
+
+from .config import VertexPipelineLauncherConf, max_parallel
+
+
+class State(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    state: State
+    started: Optional[str] = None  # ISO 8601, UTC
+    ended: Optional[str] = None
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    state: State
+    # By the task's name in the compiled pipeline's DAG.
+    tasks: Dict[str, TaskStatus] = field(default_factory=dict)
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    resource_name: str  # what identifies the run to its backend
+    console_url: Optional[str] = None
+
+
+class PipelineBackend(Protocol):
+    name: str
+    # True when steps write straight into the local job dirs (nothing to stream back).
+    steps_share_filesystem: bool
+
+    def submit(self, spec_path: Path, run_id: str) -> SubmittedRun: ...
+
+    def read_status(self) -> RunStatus:
+        """One read of the whole run, all tasks included."""
+        ...
+
+    def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_backend(settings: VertexPipelineLauncherConf, console_dir: Path) -> PipelineBackend:
+    if settings.backend == "local":
+        from ._backend_local import LocalBackend
+
+        return LocalBackend(max_parallel(settings), cwd=Path(os.getcwd()), console_dir=console_dir)
+    from ._backend_vertex import VertexBackend
+
+    return VertexBackend(settings)

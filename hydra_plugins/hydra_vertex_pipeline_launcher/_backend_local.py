@@ -1,0 +1,192 @@
+"""The local backend: runs the compiled pipeline's container commands as subprocesses, no Docker.
+
+Each task's command, args and env are read from the compiled spec, exactly as Vertex would
+run them; only the image is ignored and `python` is this interpreter.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from ._backend import RunStatus, State, SubmittedRun, TaskStatus
+
+PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
+TERMINATE_GRACE_SECONDS = 5.0
+CONSOLE_TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class LocalStep:
+    task_name: str
+    argv: List[str]
+    env: Dict[str, str]
+    max_retries: int
+
+
+def read_steps(spec_path: Path) -> List[LocalStep]:
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    executors = spec["deploymentSpec"]["executors"]
+    return [
+        _step(name, task, spec["components"], executors)
+        for name, task in spec["root"]["dag"]["tasks"].items()
+    ]
+
+
+def _step(name: str, task: Dict[str, Any], components: Dict[str, Any], executors: Dict[str, Any]) -> LocalStep:
+    component = components[task["componentRef"]["name"]]
+    container = executors[component["executorLabel"]]["container"]
+    params = {
+        key: str(value["runtimeValue"]["constant"])
+        for key, value in task.get("inputs", {}).get("parameters", {}).items()
+    }
+    argv = [_resolve(part, params) for part in container.get("command", []) + container.get("args", [])]
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return LocalStep(
+        task_name=name,
+        argv=argv,
+        env={e["name"]: e["value"] for e in container.get("env", [])},
+        max_retries=int(task.get("retryPolicy", {}).get("maxRetryCount", 0)),
+    )
+
+
+def _resolve(part: str, params: Dict[str, str]) -> str:
+    resolved = PLACEHOLDER.sub(lambda m: params[m.group(1)], part)
+    if "{{$" in resolved:
+        raise ValueError(f"the local backend cannot resolve the placeholder in {part!r}")
+    return resolved
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class LocalBackend:
+    name = "local"
+    steps_share_filesystem = True
+
+    def __init__(self, max_parallel: int, cwd: Path, console_dir: Path) -> None:
+        self.max_parallel = max_parallel
+        self.cwd = cwd
+        self.console_dir = console_dir
+        self._lock = threading.Lock()
+        self._tasks: Dict[str, TaskStatus] = {}
+        self._procs: Dict[str, subprocess.Popen[bytes]] = {}
+        self._cancelled = False
+        self._pool: Optional[ThreadPoolExecutor] = None
+
+    def submit(self, spec_path: Path, run_id: str) -> SubmittedRun:
+        steps = read_steps(spec_path)
+        self.console_dir.mkdir(parents=True, exist_ok=True)
+        self._tasks = {step.task_name: TaskStatus(State.PENDING) for step in steps}
+        self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="vertex-local")
+        for step in steps:
+            self._pool.submit(self._run, step)
+        return SubmittedRun(resource_name=f"local:{run_id}")
+
+    def read_status(self) -> RunStatus:
+        with self._lock:
+            tasks = dict(self._tasks)
+        return RunStatus(state=_run_state(tasks.values(), self._cancelled), tasks=tasks)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            procs = list(self._procs.values())
+            for name, status in self._tasks.items():
+                if status.state is State.PENDING:
+                    self._tasks[name] = TaskStatus(State.CANCELLED, ended=_now())
+        for proc in procs:
+            _terminate(proc)
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _run(self, step: LocalStep) -> None:
+        console = self.console_dir / f"{step.task_name}.log"
+        started = _now()
+        returncode: Optional[int] = None
+        for _attempt in range(step.max_retries + 1):
+            returncode = self._run_once(step, console, started)
+            if returncode == 0:
+                self._set(step.task_name, TaskStatus(State.SUCCEEDED, started, _now()))
+                return
+            if self._cancelled:
+                break
+        if self._cancelled:
+            self._set(step.task_name, TaskStatus(State.CANCELLED, started, _now()))
+            return
+        error = f"the step exited with code {returncode}; its console ({console}) ends with:\n"
+        self._set(step.task_name, TaskStatus(State.FAILED, started, _now(), error + _tail(console)))
+
+    def _run_once(self, step: LocalStep, console: Path, started: str) -> Optional[int]:
+        """The step's exit code, or None when the run was cancelled before it started."""
+        env = {**os.environ, **step.env, "PYTHONPATH": _python_path()}
+        with console.open("ab") as out:
+            with self._lock:
+                if self._cancelled:
+                    return None
+                # A new session keeps the terminal's Ctrl-C away from the steps: the launcher
+                # decides whether they are cancelled.
+                proc = subprocess.Popen(
+                    step.argv, cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+                self._procs[step.task_name] = proc
+                self._tasks[step.task_name] = TaskStatus(State.RUNNING, started)
+            returncode = proc.wait()
+            with self._lock:
+                self._procs.pop(step.task_name, None)
+        return returncode
+
+    def _set(self, task_name: str, status: TaskStatus) -> None:
+        with self._lock:
+            self._tasks[task_name] = status
+
+
+def _run_state(tasks: Any, cancelled: bool) -> State:
+    states = [t.state for t in tasks]
+    if not all(s.terminal for s in states):
+        return State.RUNNING
+    if cancelled or State.CANCELLED in states:
+        return State.CANCELLED
+    return State.FAILED if State.FAILED in states else State.SUCCEEDED
+
+
+def _python_path() -> str:
+    """The app's folder first, as a container with the app installed would import it."""
+    entries = [sys.path[0]] if sys.path and sys.path[0] else []
+    if os.environ.get("PYTHONPATH"):
+        entries.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(entries)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=TERMINATE_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(console: Path) -> str:
+    try:
+        text = console.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no console output)"
+    return text[-CONSOLE_TAIL_CHARS:]

@@ -1,0 +1,79 @@
+"""Build: one KFP v2 pipeline, one container task per job, compiled by kfp's own compiler."""
+# No `from __future__ import annotations`: kfp reads the component's annotations as types.
+
+from pathlib import Path
+from typing import Any, Dict, List
+
+from ._compose import ComposedJob
+from ._stage import StagedRun
+from .config import VertexPipelineLauncherConf
+
+REMOTE_MODULE = "hydra_plugins.hydra_vertex_pipeline_launcher._remote"
+PLACEHOLDER_IMAGE = "python:3.11-slim"  # the local backend ignores the image
+
+
+def build_pipeline(
+    settings: VertexPipelineLauncherConf,
+    pipeline_name: str,
+    run_root_uri: str,
+    jobs: List[ComposedJob],
+    staged: StagedRun,
+    spec_path: Path,
+) -> Dict[str, int]:
+    """Compiles the pipeline into spec_path; returns each task's name in the DAG -> job num."""
+    from kfp import compiler, dsl
+
+    component = _job_component(settings, run_root_uri, staged.shared_digest)
+    task_jobs: Dict[str, int] = {}
+
+    @dsl.pipeline(name=pipeline_name, description="Hydra jobs launched by hydra-vertex-pipeline-launcher")
+    def hydra_sweep() -> None:
+        for job in jobs:
+            task = component(job_num=str(job.num), job_digest=staged.job_digests[job.num])
+            _configure_task(task, settings, job.display_name)
+            task_jobs[task.name] = job.num
+
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(hydra_sweep, str(spec_path))
+    return task_jobs
+
+
+def _job_component(
+    settings: VertexPipelineLauncherConf, run_root_uri: str, shared_digest: str
+) -> Any:
+    from kfp import dsl
+
+    image = settings.image or PLACEHOLDER_IMAGE
+    fixed_args = [
+        "--run-root", run_root_uri,
+        "--shared-digest", shared_digest,
+        "--log-upload-interval", str(settings.log_upload_interval),
+        "--request-timeout", str(settings.request_timeout),
+    ]
+
+    @dsl.container_component
+    def hydra_job(job_num: str, job_digest: str) -> dsl.ContainerSpec:
+        return dsl.ContainerSpec(
+            image=image,
+            command=["python", "-m", REMOTE_MODULE],
+            args=[*fixed_args, "--job", job_num, "--job-digest", job_digest],
+        )
+
+    return hydra_job
+
+
+def _configure_task(task: Any, settings: VertexPipelineLauncherConf, display_name: str) -> None:
+    task.set_display_name(display_name)
+    task.set_caching_options(settings.enable_caching)
+    resources = settings.resources
+    if resources.cpu_limit:
+        task.set_cpu_limit(str(resources.cpu_limit))
+    if resources.memory_limit:
+        task.set_memory_limit(str(resources.memory_limit))
+    if resources.accelerator_type:
+        task.set_accelerator_type(resources.accelerator_type)
+        task.set_accelerator_limit(resources.accelerator_count)
+    if settings.retries:
+        task.set_retry(settings.retries)
+    for name, value in settings.env.items():
+        task.set_env_variable(name, str(value))

@@ -1,0 +1,99 @@
+"""Collect: a finished job's outputs and result come back from the staging root into its dir."""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import cloudpickle
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from . import _layout
+from ._backend import State, TaskStatus
+from ._compose import ComposedJob
+from ._storage import Storage
+from ._watch import Outcome
+
+log = logging.getLogger(__name__)
+
+
+class PipelineTaskError(RuntimeError):
+    """A job whose step ended without handing back a result (killed, cancelled, never ran)."""
+
+
+def collect(
+    storage: Storage, job: ComposedJob, task: TaskStatus, local_cwd: str, run_hint: str
+) -> Tuple[JobReturn, Outcome]:
+    """Never raises for one job's trouble: every other job's results must survive it."""
+    problems = []
+    try:
+        storage.download_dir(_layout.job_output(job.num), job.local_dir)
+    except Exception as e:  # noqa: BLE001 - reported on the job, not raised
+        problems.append(f"its outputs could not be collected: {e!r}")
+    try:
+        job_return, error = _read_result(storage, job, local_cwd)
+    except Exception as e:  # noqa: BLE001
+        job_return, error = None, f"its result could not be read: {e!r}"
+    if job_return is None:
+        reason = error or f"its step ended {task.state.value} without a result"
+        if task.error:
+            reason += f"; {task.error}"
+        return _failed(job, local_cwd, "; ".join([reason, *problems]) + f" ({run_hint})", task)
+    if problems:
+        log.warning(f"job #{job.num}: " + "; ".join(problems))
+    if job_return.status is JobStatus.COMPLETED:
+        return job_return, Outcome(State.SUCCEEDED)
+    return job_return, Outcome(State.FAILED, error)
+
+
+def _read_result(
+    storage: Storage, job: ComposedJob, local_cwd: str
+) -> Tuple[Optional[JobReturn], Optional[str]]:
+    raw = storage.read(_layout.job_result(job.num))
+    if raw is None:
+        return None, None
+    result: Dict[str, Any] = cloudpickle.loads(raw)
+    job_return: JobReturn = result["job_return"]
+    _map_paths(job_return, result, job.local_dir, local_cwd)
+    error = None
+    if job_return.status is not JobStatus.COMPLETED:
+        error = result["traceback"]
+        exception = job_return._return_value
+        if isinstance(exception, BaseException):
+            exception.add_note(f"Remote traceback of job #{job.num}:\n{error}")
+    return job_return, error
+
+
+def _map_paths(job_return: JobReturn, result: Dict[str, Any], local_dir: Path, local_cwd: str) -> None:
+    """The step's paths (a container's, on Vertex) become this machine's."""
+    remote_output_dir, remote_cwd = result["output_dir"], result["cwd"]
+    job_return.working_dir = str(local_dir) if job_return.working_dir == remote_output_dir else local_cwd
+    if isinstance(job_return.hydra_cfg, DictConfig) and (remote_output_dir, remote_cwd) != (
+        str(local_dir), local_cwd
+    ):
+        with read_write(job_return.hydra_cfg), open_dict(job_return.hydra_cfg):
+            job_return.hydra_cfg.hydra.runtime.output_dir = str(local_dir)
+            job_return.hydra_cfg.hydra.runtime.cwd = local_cwd
+
+
+def _failed(
+    job: ComposedJob, local_cwd: str, reason: str, task: TaskStatus
+) -> Tuple[JobReturn, Outcome]:
+    message = f"job #{job.num} ({job.display_name}): {reason}"
+    config = copy.deepcopy(job.sweep_config)
+    hydra_cfg = OmegaConf.create({"hydra": config.hydra})
+    with read_write(config), open_dict(config):
+        del config["hydra"]
+    job_return = JobReturn(
+        overrides=list(job.overrides),
+        cfg=config,
+        hydra_cfg=hydra_cfg,
+        working_dir=str(job.local_dir),
+        task_name=str(job.sweep_config.hydra.job.name),
+        status=JobStatus.FAILED,
+        _return_value=PipelineTaskError(message),
+    )
+    state = State.CANCELLED if task.state is State.CANCELLED else State.FAILED
+    return job_return, Outcome(state, message)

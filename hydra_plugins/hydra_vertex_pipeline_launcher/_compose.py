@@ -1,0 +1,62 @@
+"""Compose: each job's sweep config, number and output dir, on this machine, before anything leaves it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import filter_overrides
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+DISPLAY_NAME_LIMIT = 128
+
+
+@dataclass(frozen=True)
+class ComposedJob:
+    num: int
+    overrides: List[str]
+    sweep_config: DictConfig
+    # Where Hydra's basic launcher would put this job's outputs.
+    local_dir: Path
+    display_name: str
+
+
+def compose(
+    hydra_context: HydraContext,
+    master_config: DictConfig,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> List[ComposedJob]:
+    return [
+        _compose_one(hydra_context, master_config, list(overrides), initial_job_idx + idx)
+        for idx, overrides in enumerate(job_overrides)
+    ]
+
+
+def _compose_one(
+    hydra_context: HydraContext, master_config: DictConfig, overrides: List[str], num: int
+) -> ComposedJob:
+    sweep_config = hydra_context.config_loader.load_sweep_config(master_config, overrides)
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{num}"
+        sweep_config.hydra.job.num = num
+    # The output dir may use the hydra: resolver, which reads the current HydraConfig.
+    HydraConfig.instance().set_config(sweep_config)
+    sweep_dir = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
+    subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+    return ComposedJob(
+        num=num,
+        overrides=overrides,
+        sweep_config=sweep_config,
+        local_dir=(Path(sweep_dir) / subdir).absolute(),
+        display_name=display_name(num, overrides),
+    )
+
+
+def display_name(num: int, overrides: Sequence[str]) -> str:
+    """What a person sees for the step in the Vertex console: the job number and its overrides."""
+    shown = " ".join(filter_overrides(overrides)) or "(no overrides)"
+    name = f"#{num} {shown}"
+    return name if len(name) <= DISPLAY_NAME_LIMIT else name[: DISPLAY_NAME_LIMIT - 3] + "..."

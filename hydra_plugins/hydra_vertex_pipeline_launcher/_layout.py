@@ -1,0 +1,26 @@
+"""Where each object of a run lives below `<staging_root>/<run_id>/`: shared by launcher and step."""
+from __future__ import annotations
+
+SHARED_PAYLOAD = "shared.pkl"
+# Written by the launcher into each local job dir; never part of a step's outputs.
+JOB_STATUS_FILE = "vertex_status.json"
+
+
+def job_prefix(num: int) -> str:
+    return f"jobs/{num}"
+
+
+def job_payload(num: int) -> str:
+    return f"{job_prefix(num)}/payload.pkl"
+
+
+def job_output(num: int) -> str:
+    return f"{job_prefix(num)}/output"
+
+
+def job_result(num: int) -> str:
+    return f"{job_prefix(num)}/result.pkl"
+
+
+def job_live_log(num: int) -> str:
+    return f"{job_prefix(num)}/live.log"

@@ -1,0 +1,170 @@
+"""The step: what each pipeline task runs, as `python -m hydra_plugins.hydra_vertex_pipeline_launcher._remote`.
+
+Fetches and checks the payload, restores Hydra's state, runs the job, and hands back its output
+dir and result through the staging root, also when the task raised. Exits 1 when the job failed.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+import threading
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import cloudpickle
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from . import _layout
+from ._storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+
+
+class PayloadDigestMismatch(RuntimeError):
+    pass
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parse(argv)
+    storage = open_storage(args.run_root, args.request_timeout)
+    shared = _load_checked(storage, _layout.SHARED_PAYLOAD, args.shared_digest)
+    sweep_config: DictConfig = _load_checked(storage, _layout.job_payload(args.job), args.job_digest)[
+        "sweep_config"
+    ]
+    setup_globals()
+    Singleton.set_state(shared["singleton_state"])
+    if shared["in_container"]:
+        _map_paths_into_container(sweep_config)
+    HydraConfig.instance().set_config(sweep_config)
+    output_dir = _output_dir(sweep_config)
+    cwd = os.getcwd()
+    log_file = output_dir / f"{sweep_config.hydra.job.name}.log"
+    with _streaming_log(storage, log_file, _layout.job_live_log(args.job), args.log_upload_interval):
+        job_return = _run(shared, sweep_config)
+        trace = _log_failure(job_return)
+    if output_dir.is_dir():
+        storage.upload_dir(output_dir, _layout.job_output(args.job), {_layout.JOB_STATUS_FILE})
+    result = _result_bytes(job_return, trace, str(output_dir), cwd)
+    storage.write_many({_layout.job_result(args.job): result})
+    return 0 if job_return.status is JobStatus.COMPLETED else 1
+
+
+def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--run-root", required=True)
+    parser.add_argument("--shared-digest", required=True)
+    parser.add_argument("--job", type=int, required=True)
+    parser.add_argument("--job-digest", required=True)
+    parser.add_argument("--log-upload-interval", type=float, default=15.0)
+    parser.add_argument("--request-timeout", type=float, default=120.0)
+    return parser.parse_args(argv)
+
+
+def _load_checked(storage: Storage, name: str, digest: str) -> Dict[str, Any]:
+    """Unpickles only what the launcher staged: its digest came in the step's arguments."""
+    data = storage.read(name)
+    if data is None:
+        raise FileNotFoundError(f"{storage.uri(name)} is missing")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise PayloadDigestMismatch(
+            f"{storage.uri(name)} has digest {actual}, the launcher staged {digest}: refusing it"
+        )
+    loaded: Dict[str, Any] = cloudpickle.loads(data)
+    return loaded
+
+
+def _map_paths_into_container(sweep_config: DictConfig) -> None:
+    """The submitter's paths do not exist here: the container's working dir stands for its cwd."""
+    submitter_cwd = Path(str(sweep_config.hydra.runtime.cwd))
+    sweep_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir")))
+    if sweep_dir.is_absolute():
+        inside = submitter_cwd in sweep_dir.parents
+        sweep_dir = sweep_dir.relative_to(submitter_cwd if inside else sweep_dir.anchor)
+    with read_write(sweep_config), open_dict(sweep_config):
+        sweep_config.hydra.runtime.cwd = os.getcwd()
+        sweep_config.hydra.sweep.dir = str(sweep_dir)
+
+
+def _output_dir(sweep_config: DictConfig) -> Path:
+    sweep_dir = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
+    subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+    return (Path(sweep_dir) / subdir).absolute()
+
+
+def _run(shared: Dict[str, Any], sweep_config: DictConfig) -> JobReturn:
+    try:
+        return run_job(
+            hydra_context=shared["hydra_context"],
+            task_function=shared["task_function"],
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+    except Exception as e:  # noqa: BLE001 - Hydra itself failed around the task: still a result
+        return JobReturn(
+            overrides=list(sweep_config.hydra.overrides.task),
+            hydra_cfg=OmegaConf.create({"hydra": sweep_config.hydra}),
+            task_name=str(sweep_config.hydra.job.name),
+            working_dir=os.getcwd(),
+            status=JobStatus.FAILED,
+            _return_value=e,
+        )
+
+
+def _log_failure(job_return: JobReturn) -> str:
+    """Puts the traceback into the job's own log, and returns it for the launcher."""
+    error = job_return._return_value
+    if job_return.status is JobStatus.COMPLETED or not isinstance(error, BaseException):
+        return ""
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    logging.getLogger(str(job_return.task_name or __name__)).error(f"Job failed:\n{trace}")
+    return trace
+
+
+def _result_bytes(job_return: JobReturn, trace: str, output_dir: str, cwd: str) -> bytes:
+    result = {"job_return": job_return, "traceback": trace, "output_dir": output_dir, "cwd": cwd}
+    try:
+        return cloudpickle.dumps(result)
+    except Exception as e:  # noqa: BLE001 - an unpicklable value must not lose the job
+        what = "exception" if job_return.status is JobStatus.FAILED else "return value"
+        job_return.status = JobStatus.FAILED
+        job_return.return_value = RuntimeError(
+            f"the job's {what} ({type(job_return._return_value).__name__}) could not be pickled"
+            f" back to the launcher: {e!r}. {trace}"
+        )
+        return cloudpickle.dumps(result)
+
+
+@contextmanager
+def _streaming_log(storage: Storage, log_file: Path, name: str, interval: float) -> Iterator[None]:
+    """Uploads the job's log every `interval` seconds while it runs, so the launcher can show it."""
+    stop = threading.Event()
+
+    def upload_until_stopped() -> None:
+        while not stop.wait(interval):
+            if log_file.is_file():
+                try:
+                    storage.upload_file(log_file, name)
+                except Exception as e:  # noqa: BLE001 - a missed upload must not fail the job
+                    print(f"log upload failed: {e!r}", file=sys.stderr)
+
+    thread = threading.Thread(target=upload_until_stopped, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The staging root: a local folder or a gs:// prefix, behind one small interface.
+
+Used by the launcher (stage, collect) and by the remote step (fetch payload, mirror outputs).
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Protocol, Tuple
+
+from .config import LauncherConfigError
+
+
+class UnsafeObjectName(ValueError):
+    """A stored name that would land outside the folder it is downloaded into."""
+
+
+class Storage(Protocol):
+    def uri(self, name: str) -> str: ...
+
+    def check_access(self) -> None: ...
+
+    def write_many(self, blobs: Mapping[str, bytes]) -> None: ...
+
+    def read(self, name: str) -> Optional[bytes]: ...
+
+    def upload_dir(self, local_dir: Path, prefix: str, skip: AbstractSet[str] = ...) -> None:
+        """Uploads every file below local_dir but those whose relative path is in skip."""
+        ...
+
+    def upload_file(self, local_file: Path, name: str) -> None: ...
+
+    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]: ...
+
+
+def open_storage(root_uri: str, timeout: float = 120.0) -> Storage:
+    if root_uri.startswith("gs://"):
+        return GcsStorage(root_uri, timeout)
+    return LocalStorage(Path(root_uri))
+
+
+def safe_relative(name: str) -> PurePosixPath:
+    """The name as a path that stays below its folder; refuses '..', absolute and empty parts."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UnsafeObjectName(f"refusing stored object name {name!r}: it would escape its folder")
+    return PurePosixPath(*parts)
+
+
+def files_below(local_dir: Path, skip: AbstractSet[str] = frozenset()) -> List[PurePosixPath]:
+    found = (PurePosixPath(p.relative_to(local_dir).as_posix()) for p in local_dir.rglob("*") if p.is_file())
+    return sorted(rel for rel in found if str(rel) not in skip)
+
+
+def _replace_atomically(dest: Path, write: Any) -> None:
+    """Writes through a temp file so that a failed transfer never leaves half a file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class LocalStorage:
+    """A staging root on this machine's filesystem (the local backend's default)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.absolute()
+
+    def uri(self, name: str) -> str:
+        return str(self.root / name)
+
+    def check_access(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LauncherConfigError(
+                f"hydra.launcher.staging_root={str(self.root)!r} cannot be created ({e}). "
+                "Set it to a writable folder."
+            ) from e
+
+    def write_many(self, blobs: Mapping[str, bytes]) -> None:
+        for name, data in blobs.items():
+            _replace_atomically(
+                self.root / safe_relative(name), lambda tmp, data=data: Path(tmp).write_bytes(data)
+            )
+
+    def read(self, name: str) -> Optional[bytes]:
+        try:
+            return (self.root / safe_relative(name)).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def upload_dir(self, local_dir: Path, prefix: str, skip: AbstractSet[str] = frozenset()) -> None:
+        for rel in files_below(local_dir, skip):
+            self.upload_file(local_dir / rel, f"{prefix}/{rel}")
+
+    def upload_file(self, local_file: Path, name: str) -> None:
+        dest = self.root / safe_relative(name)
+        if dest.exists() and os.path.samefile(local_file, dest):
+            return
+        # A hard link costs no disk: the local backend's outputs already sit in the job dir.
+        def link_or_copy(tmp: str) -> None:
+            os.unlink(tmp)
+            try:
+                os.link(local_file, tmp)
+            except OSError:
+                shutil.copy2(local_file, tmp)
+
+        _replace_atomically(dest, link_or_copy)
+
+    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
+        source = self.root / safe_relative(prefix)
+        names = [str(rel) for rel in files_below(source)] if source.is_dir() else []
+        pairs = _destinations(names, local_dir)
+        for name, dest in pairs:
+            src = source / name
+            if dest.exists() and os.path.samefile(src, dest):
+                continue
+            _replace_atomically(dest, lambda tmp, src=src: shutil.copy2(src, tmp))
+        return [dest for _, dest in pairs]
+
+
+def _destinations(names: List[str], local_dir: Path) -> List[Tuple[str, Path]]:
+    """Where each stored name lands below local_dir; refuses escapes and collisions up front."""
+    base = local_dir.absolute()
+    pairs: List[Tuple[str, Path]] = []
+    seen: Dict[Path, str] = {}
+    for name in names:
+        dest = base / safe_relative(name)
+        if dest in seen:
+            raise UnsafeObjectName(f"stored objects {seen[dest]!r} and {name!r} land on one file")
+        seen[dest] = name
+        pairs.append((name, dest))
+    return pairs
+
+
+class GcsStorage:
+    """A gs://bucket/prefix staging root, reached with google-cloud-storage.
+
+    With STORAGE_EMULATOR_HOST set, the client talks to that emulator anonymously.
+    """
+
+    def __init__(self, root_uri: str, timeout: float) -> None:
+        from google.cloud import storage
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        bucket_name, _, prefix = root_uri[len("gs://"):].partition("/")
+        if not bucket_name:
+            raise LauncherConfigError(
+                f"hydra.launcher.staging_root={root_uri!r} names no bucket. "
+                "Set it to gs://<bucket>/<prefix>."
+            )
+        self.bucket_name = bucket_name
+        self.prefix = prefix.strip("/")
+        self.timeout = timeout
+        self.retry = DEFAULT_RETRY.with_timeout(timeout)
+        self._client = _storage_client(storage)
+        self._bucket = self._client.bucket(bucket_name)
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def uri(self, name: str) -> str:
+        return f"gs://{self.bucket_name}/{self._key(name)}"
+
+    def check_access(self) -> None:
+        from google.api_core import exceptions
+
+        setting = f"hydra.launcher.staging_root=gs://{self.bucket_name}/{self.prefix}"
+        try:
+            list(self._client.list_blobs(
+                self._bucket, prefix=self._key(""), max_results=1,
+                timeout=self.timeout, retry=self.retry,
+            ))
+        except exceptions.NotFound as e:
+            raise LauncherConfigError(
+                f"{setting}: bucket {self.bucket_name!r} does not exist. Create it "
+                f"(gcloud storage buckets create gs://{self.bucket_name}) or name another."
+            ) from e
+        except exceptions.Forbidden as e:
+            raise LauncherConfigError(
+                f"{setting}: no permission to list objects in bucket {self.bucket_name!r} "
+                "(grant roles/storage.objectUser to the account you run as)."
+            ) from e
+
+    def write_many(self, blobs: Mapping[str, bytes]) -> None:
+        from google.cloud.storage import transfer_manager
+
+        pairs = [(io.BytesIO(data), self._bucket.blob(self._key(n))) for n, data in blobs.items()]
+        self._raise_first(transfer_manager.upload_many(
+            pairs, upload_kwargs=self._transfer_kwargs(), worker_type=transfer_manager.THREAD,
+            max_workers=16, raise_exception=True,
+        ))
+
+    def read(self, name: str) -> Optional[bytes]:
+        from google.api_core import exceptions
+
+        try:
+            return self._bucket.blob(self._key(name)).download_as_bytes(
+                timeout=self.timeout, retry=self.retry
+            )
+        except exceptions.NotFound:
+            return None
+
+    def upload_dir(self, local_dir: Path, prefix: str, skip: AbstractSet[str] = frozenset()) -> None:
+        from google.cloud.storage import transfer_manager
+
+        pairs = [
+            (str(local_dir / rel), self._bucket.blob(self._key(f"{prefix}/{rel}")))
+            for rel in files_below(local_dir, skip)
+        ]
+        self._raise_first(transfer_manager.upload_many(
+            pairs, upload_kwargs=self._transfer_kwargs(), worker_type=transfer_manager.THREAD,
+            max_workers=16, raise_exception=True,
+        ))
+
+    def upload_file(self, local_file: Path, name: str) -> None:
+        self._bucket.blob(self._key(name)).upload_from_filename(
+            str(local_file), **self._transfer_kwargs()
+        )
+
+    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
+        from google.cloud.storage import transfer_manager
+
+        key_prefix = self._key(prefix) + "/"
+        blobs = list(self._client.list_blobs(
+            self._bucket, prefix=key_prefix, timeout=self.timeout, retry=self.retry
+        ))
+        pairs = _destinations([b.name[len(key_prefix):] for b in blobs], local_dir)
+        temps = []
+        for _, dest in pairs:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+            os.close(fd)
+            temps.append(tmp)
+        try:
+            self._raise_first(transfer_manager.download_many(
+                list(zip(blobs, temps)), download_kwargs=self._transfer_kwargs(),
+                worker_type=transfer_manager.THREAD, max_workers=16, raise_exception=True,
+            ))
+            for tmp, (_, dest) in zip(temps, pairs):
+                os.replace(tmp, dest)
+        finally:
+            for tmp in temps:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        return [dest for _, dest in pairs]
+
+    def _transfer_kwargs(self) -> Dict[str, Any]:
+        return {"timeout": self.timeout, "retry": self.retry}
+
+    @staticmethod
+    def _raise_first(results: List[Any]) -> None:
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+
+
+def _storage_client(storage: Any) -> Any:
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        return storage.Client()
+    except auth_exceptions.DefaultCredentialsError as e:
+        raise LauncherConfigError(
+            "hydra.launcher.staging_root is on Cloud Storage but no Google credentials were "
+            "found. Run `gcloud auth application-default login`, or set "
+            "GOOGLE_APPLICATION_CREDENTIALS to a service account key file."
+        ) from e

@@ -1,0 +1,182 @@
+"""Watch: one status read of the whole run per poll; every status file is written here."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from ._layout import JOB_STATUS_FILE
+from ._backend import PipelineBackend, RunStatus, State, TaskStatus
+
+log = logging.getLogger(__name__)
+
+RUN_STATUS_FILE = "run.json"
+BACKOFF_FACTOR = 1.5
+
+
+@dataclass(frozen=True)
+class WatchedJob:
+    num: int
+    task_name: str
+    display_name: str
+    local_dir: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What collecting a finished job found: its final state and, if it failed, why."""
+
+    state: State
+    error: Optional[str] = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, data: Dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class StatusFiles:
+    """The run's status in the sweep dir and each job's in its own dir, rewritten on every change."""
+
+    def __init__(self, run_file: Path, run_record: Dict[str, Any], jobs: List[WatchedJob]) -> None:
+        self.run_file = run_file
+        self.run_record = dict(run_record)
+        self.jobs = {job.task_name: job for job in jobs}
+        self.job_states: Dict[str, Dict[str, Any]] = {
+            job.task_name: {"state": State.PENDING.value} for job in jobs
+        }
+
+    def write_job(self, job: WatchedJob, status: TaskStatus) -> None:
+        record = {
+            "job_num": job.num,
+            "task_name": job.task_name,
+            "display_name": job.display_name,
+            "state": status.state.value,
+            "started": status.started,
+            "ended": status.ended,
+            "updated": _now(),
+            "error": status.error,
+        }
+        self.job_states[job.task_name] = record
+        _write_json(job.local_dir / JOB_STATUS_FILE, record)
+
+    def write_run(self, state: State, error: Optional[str] = None) -> None:
+        jobs = {
+            str(job.num): {
+                "task_name": name,
+                "display_name": job.display_name,
+                "dir": str(job.local_dir),
+                "state": self.job_states[name]["state"],
+            }
+            for name, job in self.jobs.items()
+        }
+        record = {**self.run_record, "state": state.value, "error": error, "updated": _now(), "jobs": jobs}
+        _write_json(self.run_file, record)
+
+    def progress(self) -> str:
+        counts = Counter(record["state"] for record in self.job_states.values())
+        parts = [f"{counts[State.SUCCEEDED.value]}/{len(self.job_states)} succeeded"]
+        for state in (State.RUNNING, State.PENDING, State.FAILED, State.CANCELLED):
+            if counts[state.value]:
+                parts.append(f"{counts[state.value]} {state.value.lower()}")
+        return ", ".join(parts)
+
+
+class Watcher:
+    def __init__(
+        self,
+        backend: PipelineBackend,
+        files: StatusFiles,
+        on_job_done: Callable[[WatchedJob, TaskStatus], Outcome],
+        poll_interval: float,
+        max_poll_interval: float,
+        on_poll: Optional[Callable[[List[WatchedJob]], None]] = None,
+    ) -> None:
+        self.backend = backend
+        self.files = files
+        self.on_job_done = on_job_done
+        self.on_poll = on_poll
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.seen: Dict[str, TaskStatus] = {}
+        self.done: Dict[str, Outcome] = {}
+        self._sleep = threading.Event()
+
+    def watch(self) -> RunStatus:
+        """Polls until the run ends; every job is collected exactly once."""
+        interval = self.poll_interval
+        self.files.write_run(State.PENDING)
+        while True:
+            status = self.backend.read_status()
+            changed = self._apply(status)
+            if status.state.terminal:
+                self._finish_unended(status)
+                self.files.write_run(status.state, status.error)
+                log.info(f"{self.files.run_record['run_id']}: {status.state.value}, {self.files.progress()}")
+                return status
+            if changed:
+                self.files.write_run(status.state)
+                log.info(f"{self.files.run_record['run_id']}: {self.files.progress()}")
+                interval = self.poll_interval
+            else:
+                interval = min(interval * BACKOFF_FACTOR, self.max_poll_interval)
+            if self.on_poll is not None:
+                self.on_poll(self._running())
+            self._sleep.wait(interval)
+
+    def mark_interrupted(self, state: State, error: str) -> None:
+        """After Ctrl-C: every job not yet ended gets `state`; ended jobs keep theirs."""
+        for name, job in self.files.jobs.items():
+            if name not in self.done:
+                seen = self.seen.get(name, TaskStatus(State.PENDING))
+                self.files.write_job(job, TaskStatus(state, seen.started, _now(), error))
+        self.files.write_run(state, error)
+
+    def _apply(self, status: RunStatus) -> bool:
+        changed = False
+        for name, task in status.tasks.items():
+            job = self.files.jobs.get(name)
+            if job is None or name in self.done or self.seen.get(name) == task:
+                continue
+            changed = True
+            self.seen[name] = task
+            if task.state.terminal:
+                self._finish(job, task)
+            else:
+                self.files.write_job(job, task)
+        return changed
+
+    def _finish(self, job: WatchedJob, task: TaskStatus) -> None:
+        outcome = self.on_job_done(job, task)
+        self.done[job.task_name] = outcome
+        ended = task.ended or _now()
+        self.files.write_job(job, TaskStatus(outcome.state, task.started, ended, outcome.error))
+
+    def _finish_unended(self, status: RunStatus) -> None:
+        for name, job in self.files.jobs.items():
+            if name in self.done:
+                continue
+            seen = self.seen.get(name, TaskStatus(State.PENDING))
+            reason = f"the run ended {status.state.value} while this task was {seen.state.value}"
+            if status.error:
+                reason += f": {status.error}"
+            self._finish(job, TaskStatus(State.FAILED, seen.started, _now(), reason))
+
+    def _running(self) -> List[WatchedJob]:
+        return [
+            self.files.jobs[name]
+            for name, task in self.seen.items()
+            if task.state is State.RUNNING and name not in self.done
+        ]

@@ -1,0 +1,152 @@
+"""Launcher settings and their ConfigStore entries; imported by every Hydra app, so kept light."""
+# No `from __future__ import annotations` here: Hydra execs this module before it is in
+# sys.modules, and dataclasses then cannot resolve string annotations.
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from hydra.core.config_store import ConfigStore
+
+LAUNCHER_TARGET = (
+    "hydra_plugins.hydra_vertex_pipeline_launcher.vertex_pipeline_launcher.VertexPipelineLauncher"
+)
+
+
+# Plain strings, not an Enum: Hydra's plugin scan executes this module a second time, and
+# members of the two Enum classes would not compare equal.
+BACKENDS = ("vertex", "local")
+
+
+@dataclass
+class ResourcesConf:
+    # Kubernetes-style quantities, as kfp's set_cpu_limit / set_memory_limit take them.
+    cpu_limit: Optional[str] = None  # e.g. "4"
+    memory_limit: Optional[str] = None  # e.g. "16G"
+    accelerator_type: Optional[str] = None  # e.g. "NVIDIA_TESLA_T4"
+    accelerator_count: int = 1
+
+
+@dataclass
+class LocalConf:
+    # How many steps the local backend runs at once; None means one per CPU.
+    max_parallel: Optional[int] = None
+
+
+@dataclass
+class VertexPipelineLauncherConf:
+    _target_: str = LAUNCHER_TARGET
+    backend: str = "vertex"  # or "local"
+    project: Optional[str] = None
+    location: str = "us-central1"
+    # gs://bucket/prefix for vertex; for local, None stages into the sweep dir.
+    staging_root: Optional[str] = None
+    image: Optional[str] = None
+    # e.g. "europe-west4-aiplatform.googleapis.com"; an http:// URL means a local emulator.
+    api_endpoint: Optional[str] = None
+    # None: the Hydra job name.
+    pipeline_name: Optional[str] = None
+    resources: ResourcesConf = field(default_factory=ResourcesConf)
+    retries: int = 0
+    enable_caching: bool = False
+    labels: Dict[str, str] = field(default_factory=dict)
+    service_account: Optional[str] = None
+    network: Optional[str] = None
+    encryption_spec_key_name: Optional[str] = None
+    # Environment variables set in every step.
+    env: Dict[str, str] = field(default_factory=dict)
+    # Seconds between status reads; the wait grows by half while nothing changes, up to the cap.
+    poll_interval: float = 10.0
+    max_poll_interval: float = 60.0
+    # Seconds between uploads of a running job's log to the staging root.
+    log_upload_interval: float = 15.0
+    cancel_on_interrupt: bool = True
+    # Seconds a storage or Vertex request may take, with its retries, before it is an error.
+    request_timeout: float = 120.0
+    local: LocalConf = field(default_factory=LocalConf)
+
+
+@dataclass
+class VertexPipelineLocalLauncherConf(VertexPipelineLauncherConf):
+    backend: str = "local"
+    poll_interval: float = 0.25
+    max_poll_interval: float = 1.0
+    log_upload_interval: float = 5.0
+
+
+class LauncherConfigError(ValueError):
+    """A launcher setting is missing or wrong; raised before anything is staged or submitted."""
+
+
+def validate(conf: VertexPipelineLauncherConf) -> None:
+    """Checks what the dataclass types cannot, naming the setting and its fix."""
+    if conf.backend not in BACKENDS:
+        raise LauncherConfigError(
+            f"hydra.launcher.backend={conf.backend!r}: set it to one of {', '.join(BACKENDS)}."
+        )
+    if conf.backend == "vertex":
+        _require(conf.project, "project", "the Google Cloud project id, e.g. my-proj")
+        _require(conf.image, "image", "the container image that has your app and this plugin")
+        _require(conf.staging_root, "staging_root", "a Cloud Storage prefix, gs://my-bucket/hydra")
+        if not str(conf.staging_root).startswith("gs://"):
+            raise LauncherConfigError(
+                f"hydra.launcher.staging_root={conf.staging_root!r}: Vertex steps reach only "
+                "Cloud Storage. Set it to gs://<bucket>/<prefix>."
+            )
+    elif conf.staging_root and "://" in conf.staging_root and not conf.staging_root.startswith(
+        "gs://"
+    ):
+        raise LauncherConfigError(
+            f"hydra.launcher.staging_root={conf.staging_root!r}: only a local folder or "
+            "gs://<bucket>/<prefix> can stage jobs."
+        )
+    _check_positive(conf.poll_interval, "poll_interval")
+    _check_positive(conf.max_poll_interval, "max_poll_interval")
+    _check_positive(conf.log_upload_interval, "log_upload_interval")
+    _check_positive(conf.request_timeout, "request_timeout")
+    if conf.retries < 0:
+        raise LauncherConfigError(
+            f"hydra.launcher.retries={conf.retries}: set it to 0 or more."
+        )
+    if conf.local.max_parallel is not None and conf.local.max_parallel < 1:
+        raise LauncherConfigError(
+            f"hydra.launcher.local.max_parallel={conf.local.max_parallel}: set it to 1 or more,"
+            " or null for one per CPU."
+        )
+    if conf.resources.accelerator_type and conf.resources.accelerator_count < 1:
+        raise LauncherConfigError(
+            "hydra.launcher.resources.accelerator_count must be 1 or more when "
+            "hydra.launcher.resources.accelerator_type is set."
+        )
+
+
+def max_parallel(conf: VertexPipelineLauncherConf) -> int:
+    return conf.local.max_parallel or os.cpu_count() or 1
+
+
+def _require(value: Optional[str], name: str, what: str) -> None:
+    if not value:
+        raise LauncherConfigError(
+            f"hydra.launcher.{name} is not set; the vertex backend needs {what}. "
+            f"Set hydra.launcher.{name}=..., or use hydra/launcher=vertex_pipeline_local "
+            "to run on this machine."
+        )
+
+
+def _check_positive(value: float, name: str) -> None:
+    if value <= 0:
+        raise LauncherConfigError(f"hydra.launcher.{name}={value}: set it to a positive number.")
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher",
+    name="vertex_pipeline",
+    node=VertexPipelineLauncherConf,
+    provider="vertex_pipeline_launcher",
+)
+ConfigStore.instance().store(
+    group="hydra/launcher",
+    name="vertex_pipeline_local",
+    node=VertexPipelineLocalLauncherConf,
+    provider="vertex_pipeline_launcher",
+)

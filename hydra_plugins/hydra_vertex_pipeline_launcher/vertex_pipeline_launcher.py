@@ -1,0 +1,49 @@
+"""The Launcher Hydra instantiates: thin, so that every Hydra app can import it cheaply."""
+
+from typing import Any, Optional, Sequence
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from .config import VertexPipelineLauncherConf, validate
+
+
+class VertexPipelineLauncher(Launcher):
+    def __init__(self, **settings: Any) -> None:
+        schema = OmegaConf.structured(VertexPipelineLauncherConf)
+        self.settings: VertexPipelineLauncherConf = OmegaConf.to_object(
+            OmegaConf.merge(schema, settings)
+        )  # type: ignore[assignment]
+        self.config: Optional[DictConfig] = None
+        self.task_function: Optional[TaskFunction] = None
+        self.hydra_context: Optional[HydraContext] = None
+
+    def setup(
+        self,
+        *,
+        hydra_context: HydraContext,
+        task_function: TaskFunction,
+        config: DictConfig,
+    ) -> None:
+        self.config = config
+        self.task_function = task_function
+        self.hydra_context = hydra_context
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        assert self.config is not None and self.task_function is not None
+        assert self.hydra_context is not None
+        validate(self.settings)
+        from . import _flow
+
+        return _flow.launch(
+            settings=self.settings,
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            master_config=self.config,
+            job_overrides=job_overrides,
+            initial_job_idx=initial_job_idx,
+        )

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+from setuptools import find_namespace_packages, setup
+
+setup(
+    name="hydra-vertex-pipeline-launcher",
+    version="0.1.0.dev0",
+    description="Hydra launcher that runs (multi)run jobs as the steps of one Vertex AI pipeline run",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_namespace_packages(include=["hydra_plugins.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "hydra-core>=1.3,<1.4",
+        "omegaconf>=2.3,<2.4",
+        "kfp>=2.7,<3",
+        "google-cloud-aiplatform>=1.60,<3",
+        "google-cloud-storage>=2.14,<4",
+        "cloudpickle>=2.2,<4",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "gcp-storage-emulator==2026.7.19",
+            "hydra-optuna-sweeper==1.3.0",
+            "ruff",
+        ],
+    },
+    classifiers=[
+        "Framework :: Hydra",
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX",
+    ],
+    include_package_data=True,
+)
