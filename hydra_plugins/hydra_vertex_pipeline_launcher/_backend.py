@@ -39,6 +39,16 @@ class RunStatus:
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What a backend knows of the run it submits."""
+
+    run_id: str  # also the Vertex pipeline job id
+    job_name: str  # Hydra's job name
+    local_dir: Path  # this run's folder in the sweep dir
+    staging_uri: str  # <staging_root>/<run_id>
+
+
+@dataclass(frozen=True)
 class SubmittedRun:
     resource_name: str  # what identifies the run to its backend
     console_url: Optional[str] = None
@@ -49,7 +59,7 @@ class PipelineBackend(Protocol):
     # True when steps write straight into the local job dirs (nothing to stream back).
     steps_share_filesystem: bool
 
-    def submit(self, spec_path: Path, run_id: str) -> SubmittedRun: ...
+    def submit(self, spec_path: Path) -> SubmittedRun: ...
 
     def read_status(self) -> RunStatus:
         """One read of the whole run, all tasks included."""
@@ -60,11 +70,12 @@ class PipelineBackend(Protocol):
     def close(self) -> None: ...
 
 
-def make_backend(settings: VertexPipelineLauncherConf, console_dir: Path) -> PipelineBackend:
+def make_backend(settings: VertexPipelineLauncherConf, run: RunContext) -> PipelineBackend:
+    """Made before anything is staged, so that missing credentials stop the launch early."""
     if settings.backend == "local":
         from ._backend_local import LocalBackend
 
-        return LocalBackend(max_parallel(settings), cwd=Path(os.getcwd()), console_dir=console_dir)
+        return LocalBackend(max_parallel(settings), Path(os.getcwd()), run)
     from ._backend_vertex import VertexBackend
 
-    return VertexBackend(settings)
+    return VertexBackend(settings, run)

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from ._backend import RunStatus, State, SubmittedRun, TaskStatus
+from ._backend import RunContext, RunStatus, State, SubmittedRun, TaskStatus
 
 PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 TERMINATE_GRACE_SECONDS = 5.0
@@ -76,24 +76,25 @@ class LocalBackend:
     name = "local"
     steps_share_filesystem = True
 
-    def __init__(self, max_parallel: int, cwd: Path, console_dir: Path) -> None:
+    def __init__(self, max_parallel: int, cwd: Path, run: RunContext) -> None:
         self.max_parallel = max_parallel
         self.cwd = cwd
-        self.console_dir = console_dir
+        self.run_id = run.run_id
+        self.console_dir = run.local_dir / "steps"
         self._lock = threading.Lock()
         self._tasks: Dict[str, TaskStatus] = {}
         self._procs: Dict[str, subprocess.Popen[bytes]] = {}
         self._cancelled = False
         self._pool: Optional[ThreadPoolExecutor] = None
 
-    def submit(self, spec_path: Path, run_id: str) -> SubmittedRun:
+    def submit(self, spec_path: Path) -> SubmittedRun:
         steps = read_steps(spec_path)
         self.console_dir.mkdir(parents=True, exist_ok=True)
         self._tasks = {step.task_name: TaskStatus(State.PENDING) for step in steps}
         self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="vertex-local")
         for step in steps:
             self._pool.submit(self._run, step)
-        return SubmittedRun(resource_name=f"local:{run_id}")
+        return SubmittedRun(resource_name=f"local:{self.run_id}")
 
     def read_status(self) -> RunStatus:
         with self._lock:

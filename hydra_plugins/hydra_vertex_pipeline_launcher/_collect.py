@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus
@@ -14,9 +15,33 @@ from . import _layout
 from ._backend import State, TaskStatus
 from ._compose import ComposedJob
 from ._storage import Storage
-from ._watch import Outcome
+from ._watch import Outcome, WatchedJob
 
 log = logging.getLogger(__name__)
+
+
+class LogStreamer:
+    """Brings running jobs' logs, as their steps last uploaded them, into the local job dirs."""
+
+    def __init__(self, storage: Storage, jobs: Dict[int, ComposedJob], interval: float) -> None:
+        self.storage = storage
+        self.jobs = jobs
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, running: List[WatchedJob]) -> None:
+        if not running or time.monotonic() - self._last < self.interval:
+            return
+        self._last = time.monotonic()
+        targets = {}
+        for watched in running:
+            job = self.jobs[watched.num]
+            log_name = f"{job.sweep_config.hydra.job.name}.log"
+            targets[_layout.job_live_log(job.num)] = job.local_dir / log_name
+        try:
+            self.storage.download_existing(targets)
+        except Exception as e:  # noqa: BLE001 - a missed log refresh is not worth failing a run
+            log.warning(f"Could not refresh running jobs' logs: {e!r}")
 
 
 class PipelineTaskError(RuntimeError):
@@ -44,8 +69,8 @@ def collect(
     if problems:
         log.warning(f"job #{job.num}: " + "; ".join(problems))
     if job_return.status is JobStatus.COMPLETED:
-        return job_return, Outcome(State.SUCCEEDED)
-    return job_return, Outcome(State.FAILED, error)
+        return job_return, Outcome(State.SUCCEEDED, "; ".join(problems) or None)
+    return job_return, Outcome(State.FAILED, "\n".join([*problems, error or ""]).strip())
 
 
 def _read_result(

@@ -14,18 +14,19 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_g
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from ._backend import PipelineBackend, State, TaskStatus, make_backend
+from ._backend import PipelineBackend, RunContext, State, TaskStatus, make_backend
 from ._build import build_pipeline
-from ._collect import collect
-from ._compose import compose
+from ._collect import LogStreamer, collect
+from ._compose import ComposedJob, compose
 from ._stage import stage
-from ._storage import open_storage
+from ._storage import Storage, open_storage
 from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
 from .config import VertexPipelineLauncherConf
 
 log = logging.getLogger(__name__)
 
 RUNS_DIR = "vertex_pipeline"
+RUN_ID_LIMIT = 128
 
 
 def launch(
@@ -38,67 +39,100 @@ def launch(
 ) -> List[JobReturn]:
     setup_globals()
     configure_log(master_config.hydra.hydra_logging, master_config.hydra.verbose)
-    sweep_dir = Path(str(master_config.hydra.sweep.dir)).absolute()
     jobs = compose(hydra_context, master_config, job_overrides, initial_job_idx)
-    run_id = new_run_id(settings.pipeline_name or str(master_config.hydra.job.name))
-    local_run_dir = sweep_dir / RUNS_DIR / run_id
-    staging_root = settings.staging_root or str(sweep_dir / RUNS_DIR)
-    storage = open_storage(f"{staging_root.rstrip('/')}/{run_id}", settings.request_timeout)
-    log.info(f"Launching {len(jobs)} jobs as pipeline run {run_id} ({settings.backend} backend)")
-    log.info(f"Sweep output dir : {sweep_dir}")
-    for job in jobs:
-        log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
-
-    staged = stage(storage, jobs, task_function, hydra_context, settings.backend == "vertex")
-    spec_path = local_run_dir / "pipeline.yaml"
-    task_jobs = build_pipeline(settings, run_id, storage.uri(""), jobs, staged, spec_path)
-    backend = make_backend(settings, console_dir=local_run_dir / "steps")
-    submitted = backend.submit(spec_path, run_id)
-    log.info(f"Submitted {submitted.resource_name}")
-    if submitted.console_url:
-        log.info(f"Follow it at {submitted.console_url}")
-
+    run = _new_run(settings, master_config)
+    backend = make_backend(settings, run)
+    storage = open_storage(run.staging_uri, settings.request_timeout)
+    _log_plan(settings, run, jobs)
+    staged = stage(
+        storage, jobs, task_function, hydra_context, in_container=not backend.steps_share_filesystem
+    )
+    spec_path = run.local_dir / "pipeline.yaml"
+    task_jobs = build_pipeline(settings, run.run_id, run.staging_uri, jobs, staged, spec_path)
     by_num = {job.num: job for job in jobs}
     watched = [
-        WatchedJob(num, task_name, by_num[num].display_name, by_num[num].local_dir)
-        for task_name, num in task_jobs.items()
+        WatchedJob(num, task, by_num[num].display_name, by_num[num].local_dir)
+        for task, num in task_jobs.items()
     ]
-    record = {
-        "run_id": run_id,
-        "backend": settings.backend,
-        "resource_name": submitted.resource_name,
-        "console_url": submitted.console_url,
-        "staging_root": storage.uri(""),
-        "pipeline_spec": str(spec_path),
-    }
-    files = StatusFiles(local_run_dir / "run.json", record, watched)
-    returns: Dict[int, JobReturn] = {}
-    local_cwd = str(master_config.hydra.runtime.cwd)
-
-    def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-        hint = f"run {submitted.console_url or submitted.resource_name}"
-        returns[job.num], outcome = collect(storage, by_num[job.num], task, local_cwd, hint)
-        return outcome
-
-    watcher = Watcher(backend, files, on_job_done, settings.poll_interval, settings.max_poll_interval)
-    try:
-        watcher.watch()
-    except KeyboardInterrupt:
-        _interrupted(settings, backend, watcher, submitted.console_url or submitted.resource_name)
-        raise
-    finally:
-        backend.close()
+    returns = _submit_and_watch(
+        settings, backend, storage, run, watched, by_num, str(master_config.hydra.runtime.cwd)
+    )
     return [returns[job.num] for job in jobs]
 
 
+def _submit_and_watch(
+    settings: VertexPipelineLauncherConf,
+    backend: PipelineBackend,
+    storage: Storage,
+    run: RunContext,
+    watched: List[WatchedJob],
+    by_num: Dict[int, ComposedJob],
+    local_cwd: str,
+) -> Dict[int, JobReturn]:
+    record: Dict[str, Any] = {
+        "run_id": run.run_id,
+        "backend": settings.backend,
+        "staging_root": run.staging_uri,
+        "pipeline_spec": str(run.local_dir / "pipeline.yaml"),
+    }
+    files = StatusFiles(run.local_dir / "run.json", record, watched)
+    returns: Dict[int, JobReturn] = {}
+
+    def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
+        hint = f"run {record.get('console_url') or record.get('resource_name')}"
+        returns[job.num], outcome = collect(storage, by_num[job.num], task, local_cwd, hint)
+        return outcome
+
+    streamer = None
+    if not backend.steps_share_filesystem:
+        streamer = LogStreamer(storage, by_num, settings.log_upload_interval)
+    watcher = Watcher(
+        backend, files, on_job_done, settings.poll_interval, settings.max_poll_interval, streamer
+    )
+    try:
+        submitted = backend.submit(run.local_dir / "pipeline.yaml")
+        record.update(resource_name=submitted.resource_name, console_url=submitted.console_url)
+        log.info(f"Submitted {submitted.resource_name}")
+        if submitted.console_url:
+            log.info(f"Follow it at {submitted.console_url}")
+        watcher.watch()
+    except KeyboardInterrupt:
+        _interrupted(settings, backend, watcher, record.get("console_url") or run.run_id)
+        raise
+    finally:
+        backend.close()
+    return returns
+
+
+def _new_run(settings: VertexPipelineLauncherConf, master_config: DictConfig) -> RunContext:
+    job_name = str(master_config.hydra.job.name)
+    run_id = new_run_id(settings.pipeline_name or job_name)
+    sweep_dir = Path(str(master_config.hydra.sweep.dir)).absolute()
+    staging_root = settings.staging_root or str(sweep_dir / RUNS_DIR)
+    return RunContext(
+        run_id=run_id,
+        job_name=job_name,
+        local_dir=sweep_dir / RUNS_DIR / run_id,
+        staging_uri=f"{staging_root.rstrip('/')}/{run_id}",
+    )
+
+
 def new_run_id(name: str) -> str:
-    """A Vertex pipeline job id: ^[a-z][-a-z0-9]{0,127}$, from the app name and the time."""
+    """A Vertex pipeline job id, ^[a-z][-a-z0-9]{0,127}$, from the app name and the time."""
     slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    if not slug or not slug[0].isalpha():
+    if not slug[:1].isalpha():
         slug = f"hydra-{slug}".rstrip("-")
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    suffix = f"-{stamp}-{secrets.token_hex(3)}"
-    return slug[: 128 - len(suffix)].rstrip("-") + suffix
+    suffix = f"-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return slug[: RUN_ID_LIMIT - len(suffix)].rstrip("-") + suffix
+
+
+def _log_plan(settings: VertexPipelineLauncherConf, run: RunContext, jobs: List[ComposedJob]) -> None:
+    log.info(
+        f"Launching {len(jobs)} jobs as pipeline run {run.run_id} ({settings.backend} backend)"
+    )
+    log.info(f"Staging to {run.staging_uri}")
+    for job in jobs:
+        log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
 
 
 def _interrupted(
@@ -106,8 +140,8 @@ def _interrupted(
 ) -> None:
     if not settings.cancel_on_interrupt:
         log.warning(
-            f"Interrupted: the pipeline run goes on (cancel_on_interrupt=false): {where}. "
-            "Its jobs' results will not be collected by this process."
+            f"Interrupted. The pipeline run goes on (cancel_on_interrupt=false): {where}. "
+            "This process will not collect its jobs' results."
         )
         return
     log.warning(f"Interrupted: cancelling {where}")
@@ -121,8 +155,8 @@ def _interrupted(
 def _ignoring_ctrl_c() -> Iterator[None]:
     """A second Ctrl-C must not stop the cancel request half-way and leave a paid run going."""
     try:
-        previous: Any = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: nothing to guard
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread, where signals cannot arrive anyway
         yield
         return
     try:

@@ -13,6 +13,9 @@ from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Protocol, Tu
 
 from .config import LauncherConfigError
 
+# Parallel transfers per call: uploads and downloads are I/O-bound.
+MAX_WORKERS = 16
+
 
 class UnsafeObjectName(ValueError):
     """A stored name that would land outside the folder it is downloaded into."""
@@ -33,7 +36,14 @@ class Storage(Protocol):
 
     def upload_file(self, local_file: Path, name: str) -> None: ...
 
-    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]: ...
+    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
+        """Downloads what is below prefix into local_dir; then raises UnsafeObjectName if any
+        name was refused (never written)."""
+        ...
+
+    def download_existing(self, targets: Mapping[str, Path]) -> None:
+        """Downloads each named object that exists to its path; missing ones are skipped."""
+        ...
 
 
 def open_storage(root_uri: str, timeout: float = 120.0) -> Storage:
@@ -46,7 +56,10 @@ def safe_relative(name: str) -> PurePosixPath:
     """The name as a path that stays below its folder; refuses '..', absolute and empty parts."""
     parts = name.split("/")
     if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise UnsafeObjectName(f"refusing stored object name {name!r}: it would escape its folder")
+        raise UnsafeObjectName(
+            f"refused stored object {name!r}: not a plain relative path, it could land outside "
+            "its folder or on another object's file"
+        )
     return PurePosixPath(*parts)
 
 
@@ -55,11 +68,16 @@ def files_below(local_dir: Path, skip: AbstractSet[str] = frozenset()) -> List[P
     return sorted(rel for rel in found if str(rel) not in skip)
 
 
-def _replace_atomically(dest: Path, write: Any) -> None:
-    """Writes through a temp file so that a failed transfer never leaves half a file."""
+def _temp_beside(dest: Path) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     os.close(fd)
+    return tmp
+
+
+def _replace_atomically(dest: Path, write: Any) -> None:
+    """Writes through a temp file so that a failed transfer never leaves half a file."""
+    tmp = _temp_beside(dest)
     try:
         write(tmp)
         os.replace(tmp, dest)
@@ -119,27 +137,48 @@ class LocalStorage:
     def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
         source = self.root / safe_relative(prefix)
         names = [str(rel) for rel in files_below(source)] if source.is_dir() else []
-        pairs = _destinations(names, local_dir)
+        pairs, refused = _destinations(names, local_dir)
         for name, dest in pairs:
-            src = source / name
-            if dest.exists() and os.path.samefile(src, dest):
-                continue
-            _replace_atomically(dest, lambda tmp, src=src: shutil.copy2(src, tmp))
+            _copy_unless_same(source / name, dest)
+        _raise_refusals(refused)
         return [dest for _, dest in pairs]
 
+    def download_existing(self, targets: Mapping[str, Path]) -> None:
+        for name, dest in targets.items():
+            source = self.root / safe_relative(name)
+            if source.is_file():
+                _copy_unless_same(source, dest)
 
-def _destinations(names: List[str], local_dir: Path) -> List[Tuple[str, Path]]:
-    """Where each stored name lands below local_dir; refuses escapes and collisions up front."""
+
+def _copy_unless_same(source: Path, dest: Path) -> None:
+    if dest.exists() and os.path.samefile(source, dest):
+        return
+    _replace_atomically(dest, lambda tmp: shutil.copy2(source, tmp))
+
+
+def _destinations(names: List[str], local_dir: Path) -> Tuple[List[Tuple[str, Path]], List[str]]:
+    """Where each safe stored name lands below local_dir, and the refusals, before any write."""
     base = local_dir.absolute()
     pairs: List[Tuple[str, Path]] = []
+    refused: List[str] = []
     seen: Dict[Path, str] = {}
     for name in names:
-        dest = base / safe_relative(name)
+        try:
+            dest = base / safe_relative(name)
+        except UnsafeObjectName as e:
+            refused.append(str(e))
+            continue
         if dest in seen:
-            raise UnsafeObjectName(f"stored objects {seen[dest]!r} and {name!r} land on one file")
+            refused.append(f"refused stored object {name!r}: it lands on {seen[dest]!r}'s file")
+            continue
         seen[dest] = name
         pairs.append((name, dest))
-    return pairs
+    return pairs, refused
+
+
+def _raise_refusals(refused: List[str]) -> None:
+    if refused:
+        raise UnsafeObjectName("; ".join(refused))
 
 
 class GcsStorage:
@@ -192,13 +231,7 @@ class GcsStorage:
             ) from e
 
     def write_many(self, blobs: Mapping[str, bytes]) -> None:
-        from google.cloud.storage import transfer_manager
-
-        pairs = [(io.BytesIO(data), self._bucket.blob(self._key(n))) for n, data in blobs.items()]
-        self._raise_first(transfer_manager.upload_many(
-            pairs, upload_kwargs=self._transfer_kwargs(), worker_type=transfer_manager.THREAD,
-            max_workers=16, raise_exception=True,
-        ))
+        self._upload([(io.BytesIO(data), self._key(n)) for n, data in blobs.items()])
 
     def read(self, name: str) -> Optional[bytes]:
         from google.api_core import exceptions
@@ -211,16 +244,9 @@ class GcsStorage:
             return None
 
     def upload_dir(self, local_dir: Path, prefix: str, skip: AbstractSet[str] = frozenset()) -> None:
-        from google.cloud.storage import transfer_manager
-
-        pairs = [
-            (str(local_dir / rel), self._bucket.blob(self._key(f"{prefix}/{rel}")))
-            for rel in files_below(local_dir, skip)
-        ]
-        self._raise_first(transfer_manager.upload_many(
-            pairs, upload_kwargs=self._transfer_kwargs(), worker_type=transfer_manager.THREAD,
-            max_workers=16, raise_exception=True,
-        ))
+        self._upload([
+            (str(local_dir / rel), self._key(f"{prefix}/{rel}")) for rel in files_below(local_dir, skip)
+        ])
 
     def upload_file(self, local_file: Path, name: str) -> None:
         self._bucket.blob(self._key(name)).upload_from_filename(
@@ -228,31 +254,52 @@ class GcsStorage:
         )
 
     def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
-        from google.cloud.storage import transfer_manager
-
         key_prefix = self._key(prefix) + "/"
         blobs = list(self._client.list_blobs(
             self._bucket, prefix=key_prefix, timeout=self.timeout, retry=self.retry
         ))
-        pairs = _destinations([b.name[len(key_prefix):] for b in blobs], local_dir)
-        temps = []
-        for _, dest in pairs:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-            os.close(fd)
-            temps.append(tmp)
+        by_name = {b.name[len(key_prefix):]: b for b in blobs}
+        pairs, refused = _destinations(list(by_name), local_dir)
+        self._raise_first(self._download([(by_name[name], dest) for name, dest in pairs]))
+        _raise_refusals(refused)
+        return [dest for _, dest in pairs]
+
+    def download_existing(self, targets: Mapping[str, Path]) -> None:
+        from google.api_core import exceptions
+
+        pairs = [(self._bucket.blob(self._key(name)), dest) for name, dest in targets.items()]
+        self._raise_first([
+            r for r in self._download(pairs) if not isinstance(r, exceptions.NotFound)
+        ])
+
+    def _upload(self, sources_and_keys: List[Tuple[Any, str]]) -> None:
+        from google.cloud.storage import transfer_manager
+
+        transfer_manager.upload_many(
+            [(source, self._bucket.blob(key)) for source, key in sources_and_keys],
+            upload_kwargs=self._transfer_kwargs(), worker_type=transfer_manager.THREAD,
+            max_workers=MAX_WORKERS, raise_exception=True,
+        )
+
+    def _download(self, pairs: List[Tuple[Any, Path]]) -> List[Any]:
+        """One parallel transfer into temp files; each lands whole or not at all."""
+        from google.cloud.storage import transfer_manager
+
+        temps = [_temp_beside(dest) for _, dest in pairs]
         try:
-            self._raise_first(transfer_manager.download_many(
-                list(zip(blobs, temps)), download_kwargs=self._transfer_kwargs(),
-                worker_type=transfer_manager.THREAD, max_workers=16, raise_exception=True,
-            ))
-            for tmp, (_, dest) in zip(temps, pairs):
-                os.replace(tmp, dest)
+            results = transfer_manager.download_many(
+                [(blob, tmp) for (blob, _), tmp in zip(pairs, temps)],
+                download_kwargs=self._transfer_kwargs(), worker_type=transfer_manager.THREAD,
+                max_workers=MAX_WORKERS,
+            )
+            for result, tmp, (_, dest) in zip(results, temps, pairs):
+                if not isinstance(result, Exception):
+                    os.replace(tmp, dest)
+            return list(results)
         finally:
             for tmp in temps:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-        return [dest for _, dest in pairs]
 
     def _transfer_kwargs(self) -> Dict[str, Any]:
         return {"timeout": self.timeout, "retry": self.retry}

@@ -1,0 +1,232 @@
+"""The vertex backend: the compiled spec becomes a Vertex AI PipelineJob, through aiplatform's client.
+
+REST everywhere: the same transport reaches Vertex and, for an http:// api_endpoint, a local
+emulator (gRPC there always wants TLS). PipelineJob.submit()/wait() are not used: submit creates
+buckets through other APIs and wait() polls every 5 s forever.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
+
+import yaml
+
+from ._backend import RunContext, RunStatus, State, SubmittedRun, TaskStatus
+from .config import LauncherConfigError, VertexPipelineLauncherConf
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CONSOLE_URL = (
+    "https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/runs/{id}"
+    "?project={project}"
+)
+LABEL_LIMIT = 63
+TASK_STATES = {
+    "SUCCEEDED": State.SUCCEEDED,
+    "FAILED": State.FAILED,
+    "SKIPPED": State.FAILED,
+    "CANCELLED": State.CANCELLED,
+    "RUNNING": State.RUNNING,
+    "CANCEL_PENDING": State.RUNNING,
+    "CANCELLING": State.RUNNING,
+}
+RUN_STATES = {
+    "PIPELINE_STATE_RUNNING": State.RUNNING,
+    "PIPELINE_STATE_CANCELLING": State.RUNNING,
+    "PIPELINE_STATE_SUCCEEDED": State.SUCCEEDED,
+    "PIPELINE_STATE_FAILED": State.FAILED,
+    "PIPELINE_STATE_CANCELLED": State.CANCELLED,
+    # A paused run runs nothing more until someone resumes it: this launcher stops waiting.
+    "PIPELINE_STATE_PAUSED": State.FAILED,
+}
+
+
+class VertexBackend:
+    name = "vertex"
+    steps_share_filesystem = False
+
+    def __init__(self, settings: VertexPipelineLauncherConf, run: RunContext) -> None:
+        self.settings = settings
+        self.run = run
+        self.parent = f"projects/{settings.project}/locations/{settings.location}"
+        self.resource_name = f"{self.parent}/pipelineJobs/{run.run_id}"
+        self._client = _pipeline_client(settings)
+        self._task_keys: Dict[str, str] = {}
+
+    def submit(self, spec_path: Path) -> SubmittedRun:
+        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        for key, task in spec["root"]["dag"]["tasks"].items():
+            # Vertex reports a task by its display name; accept the DAG key as well.
+            self._task_keys[task["taskInfo"]["name"]] = key
+            self._task_keys[key] = key
+        created = self._create_once(self._pipeline_job(spec))
+        url = CONSOLE_URL.format(
+            location=self.settings.location, id=self.run.run_id, project=self.settings.project
+        )
+        return SubmittedRun(resource_name=created.name, console_url=url)
+
+    def read_status(self) -> RunStatus:
+        job = self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
+        tasks = {}
+        for detail in job.job_detail.task_details:
+            key = self._task_keys.get(detail.task_name)
+            if key is not None:
+                tasks[key] = _task_status(detail)
+        state_name = job.state.name
+        state = RUN_STATES.get(state_name, State.PENDING)
+        error = job.error.message or None
+        if state_name == "PIPELINE_STATE_PAUSED":
+            error = "Vertex paused the run; resume or cancel it in the console"
+        return RunStatus(state=state, tasks=tasks, error=error)
+
+    def cancel(self) -> None:
+        from google.api_core import exceptions
+
+        try:
+            self._call(lambda: self._client.cancel_pipeline_job(name=self.resource_name))
+        except exceptions.NotFound:
+            pass  # interrupted before the run was created: nothing is running
+
+    def close(self) -> None:
+        self._client.transport.close()
+
+    def _pipeline_job(self, spec: Dict[str, Any]) -> Any:
+        from google.cloud import aiplatform_v1
+
+        settings = self.settings
+        job = aiplatform_v1.PipelineJob(
+            display_name=self.run.run_id,
+            pipeline_spec=spec,
+            labels=vertex_labels(settings.labels, self.run.job_name),
+            runtime_config=aiplatform_v1.PipelineJob.RuntimeConfig(
+                gcs_output_directory=f"{self.run.staging_uri}/pipeline_root",
+                failure_policy=aiplatform_v1.PipelineFailurePolicy.PIPELINE_FAILURE_POLICY_FAIL_SLOW,
+            ),
+        )
+        if settings.service_account:
+            job.service_account = settings.service_account
+        if settings.network:
+            job.network = settings.network
+        if settings.encryption_spec_key_name:
+            job.encryption_spec = aiplatform_v1.EncryptionSpec(
+                kms_key_name=settings.encryption_spec_key_name
+            )
+        return job
+
+    def _create_once(self, job: Any) -> Any:
+        """Creates the run; after an answer that leaves it unclear, looks it up before trying again."""
+        from google.api_core import exceptions
+
+        deadline = time.monotonic() + self.settings.request_timeout
+        delay = 1.0
+        while True:
+            try:
+                return self._client.create_pipeline_job(
+                    parent=self.parent, pipeline_job=job, pipeline_job_id=self.run.run_id,
+                    retry=None, timeout=self.settings.request_timeout,
+                )
+            except exceptions.AlreadyExists:
+                return self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
+            except _transient() as e:
+                existing = self._existing_run()
+                if existing is not None:
+                    return existing
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(f"Creating {self.resource_name} failed ({e!r}); retrying in {delay:.0f}s")
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _existing_run(self) -> Optional[Any]:
+        from google.api_core import exceptions
+
+        try:
+            return self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
+        except exceptions.NotFound:
+            return None
+
+    def _call(self, request: Callable[[], T]) -> T:
+        """Retries 429, 5xx and dropped connections with backoff, up to request_timeout."""
+        from google.api_core import retry
+
+        return retry.Retry(
+            predicate=retry.if_exception_type(*_transient()), initial=0.5, maximum=30.0,
+            timeout=self.settings.request_timeout,
+        )(request)()
+
+
+@functools.lru_cache(maxsize=None)
+def _transient() -> Tuple[Type[BaseException], ...]:
+    """Errors after which the same request may well succeed: 429, 5xx, dropped connections."""
+    import requests
+    from google.api_core import exceptions
+
+    return (
+        exceptions.TooManyRequests,
+        exceptions.InternalServerError,
+        exceptions.BadGateway,
+        exceptions.ServiceUnavailable,
+        exceptions.GatewayTimeout,
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+    )
+
+
+def _pipeline_client(settings: VertexPipelineLauncherConf) -> Any:
+    from google.api_core.client_options import ClientOptions
+    from google.auth import exceptions as auth_exceptions
+    from google.cloud import aiplatform_v1
+
+    endpoint = settings.api_endpoint or f"{settings.location}-aiplatform.googleapis.com"
+    credentials = None
+    if endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
+    try:
+        return aiplatform_v1.PipelineServiceClient(
+            credentials=credentials, transport="rest",
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
+    except auth_exceptions.DefaultCredentialsError as e:
+        raise LauncherConfigError(
+            "hydra.launcher.backend=vertex needs Google credentials and none were found. Run "
+            "`gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS."
+        ) from e
+
+
+def _task_status(detail: Any) -> TaskStatus:
+    state = TASK_STATES.get(detail.state.name, State.PENDING)
+    error = detail.error.message or None
+    if state is State.FAILED and error is None:
+        error = f"Vertex reports the task {detail.state.name}"
+    return TaskStatus(
+        state=state, started=_iso(detail.start_time), ended=_iso(detail.end_time), error=error
+    )
+
+
+def _iso(moment: Optional[datetime]) -> Optional[str]:
+    if not moment or moment.timestamp() == 0:
+        return None
+    return moment.isoformat(timespec="seconds")
+
+
+def vertex_labels(user_labels: Dict[str, str], job_name: str) -> Dict[str, str]:
+    """Vertex label rules: <=63 chars of [a-z0-9_-]; keys start with a letter."""
+    labels = {"hydra_job_name": job_name, "launcher": "hydra-vertex-pipeline", **user_labels}
+    return {_label_key(k): _label_text(str(v)) for k, v in labels.items()}
+
+
+def _label_text(text: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:LABEL_LIMIT]
+
+
+def _label_key(key: str) -> str:
+    cleaned = _label_text(key)
+    return cleaned if cleaned[:1].isalpha() else f"k{cleaned}"[:LABEL_LIMIT]

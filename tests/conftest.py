@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+from gcs_emulator import start_emulator
+
+BUCKET = "hydra-staging"
+
+
+class Emulator:
+    def __init__(self) -> None:
+        self.server, self.endpoint = start_emulator()
+
+    def fresh_bucket(self, name: str) -> str:
+        from google.cloud import storage
+
+        self.server.wipe()
+        storage.Client().create_bucket(name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[Emulator]:
+    emulator = Emulator()
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator.endpoint
+    yield emulator
+    if previous is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = previous
+    emulator.server.stop()
+
+
+@pytest.fixture()
+def gcs_bucket(gcs: Emulator) -> str:
+    """A fresh, empty bucket on the emulator (STORAGE_EMULATOR_HOST points at it)."""
+    return gcs.fresh_bucket(BUCKET)

@@ -1,0 +1,756 @@
+"""A fake Vertex AI PipelineService speaking the real v1 REST API, for tests.
+
+It serves ``create``/``get``/``cancel`` of ``pipelineJobs`` on 127.0.0.1 so that the
+real ``google.cloud.aiplatform_v1.PipelineServiceClient(transport="rest")`` can talk to
+it, and runs each container task of the submitted KFP v2 IR as a local subprocess (the
+image is ignored; ``python``/``python3`` becomes ``sys.executable``).
+
+It deliberately depends only on the standard library so it can judge the product code
+without sharing any of its assumptions.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+from urllib.parse import parse_qs, unquote, urlsplit
+
+JOB_ID_RE = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
+_PLACEHOLDER_RE = re.compile(r"""\{\{\$\.inputs\.parameters\[['"]([^'"\]]+)['"]\]\}\}""")
+_COLLECTION_RE = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/pipelineJobs$")
+_JOB_RE = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/pipelineJobs/([^/:]+)(:cancel)?$")
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+# Numbers from google.cloud.aiplatform.v1 PipelineState / PipelineTaskDetail.State; the REST
+# client asks for `$alt=json;enum-encoding=int`, and the real server then answers with these.
+_JOB_STATE_NUMBERS = {
+    "PIPELINE_STATE_UNSPECIFIED": 0,
+    "PIPELINE_STATE_QUEUED": 1,
+    "PIPELINE_STATE_PENDING": 2,
+    "PIPELINE_STATE_RUNNING": 3,
+    "PIPELINE_STATE_SUCCEEDED": 4,
+    "PIPELINE_STATE_FAILED": 5,
+    "PIPELINE_STATE_CANCELLING": 6,
+    "PIPELINE_STATE_CANCELLED": 7,
+    "PIPELINE_STATE_PAUSED": 8,
+}
+_TASK_STATE_NUMBERS = {
+    "STATE_UNSPECIFIED": 0,
+    "PENDING": 1,
+    "RUNNING": 2,
+    "SUCCEEDED": 3,
+    "CANCEL_PENDING": 4,
+    "CANCELLING": 5,
+    "CANCELLED": 6,
+    "FAILED": 7,
+    "SKIPPED": 8,
+    "NOT_TRIGGERED": 9,
+}
+TERMINAL_JOB_STATES = frozenset(
+    {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
+)
+TERMINAL_TASK_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+_ROOT_TASK_STATES = {
+    "PIPELINE_STATE_PENDING": "PENDING",
+    "PIPELINE_STATE_RUNNING": "RUNNING",
+    "PIPELINE_STATE_CANCELLING": "CANCELLING",
+    "PIPELINE_STATE_SUCCEEDED": "SUCCEEDED",
+    "PIPELINE_STATE_FAILED": "FAILED",
+    "PIPELINE_STATE_CANCELLED": "CANCELLED",
+}
+_FAILED_PRECONDITION = 9  # google.rpc.Code used by Vertex for task/job failures
+_ECHOED_FIELDS = (
+    "displayName",
+    "pipelineSpec",
+    "labels",
+    "runtimeConfig",
+    "serviceAccount",
+    "network",
+    "encryptionSpec",
+    "reservedIpRanges",
+    "templateUri",
+)
+_KINDS = ("create", "get", "cancel")
+
+
+def now_rfc3339() -> str:
+    """UTC timestamp with millisecond precision, as Vertex prints them."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class ApiError(Exception):
+    """An error answered as a google.rpc-style JSON body."""
+
+    def __init__(self, status: int, message: str, status_name: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.status_name = status_name or _STATUS_NAMES.get(status, "UNKNOWN")
+
+    def payload(self) -> dict[str, Any]:
+        return {"error": {"code": self.status, "message": self.message, "status": self.status_name}}
+
+
+@dataclass
+class TaskRun:
+    """One container task of a job, with its run-time state."""
+
+    key: str
+    name: str
+    task_id: int
+    argv: list[str]
+    env: dict[str, str]
+    max_retries: int
+    workdir: Path
+    log_path: Path
+    create_time: str
+    state: str = "PENDING"
+    start_time: Optional[str] = None
+    end_time: Optional[str] = None
+    error: Optional[dict[str, Any]] = None
+    attempts: int = 0
+    killed: bool = False
+    proc: Optional[subprocess.Popen[bytes]] = None
+    custom_jobs: list[str] = field(default_factory=list)
+
+    def matches(self, substring: str) -> bool:
+        return substring in self.key or substring in self.name
+
+
+@dataclass
+class JobRecord:
+    """A pipeline job as stored by the fake; ``body`` is the create request JSON."""
+
+    job_id: str
+    name: str
+    body: dict[str, Any]
+    root_name: str
+    root_task_id: int
+    tasks: dict[str, TaskRun]
+    create_time: str
+    state: str = "PIPELINE_STATE_PENDING"
+    update_time: str = ""
+    start_time: Optional[str] = None
+    end_time: Optional[str] = None
+    error: Optional[dict[str, Any]] = None
+    cancel_requested: bool = False
+
+
+# --------------------------------------------------------------------------- IR -> argv
+
+
+def stringify_parameter(value: Any) -> str:
+    """Render a parameter the way the KFP driver does (Go FormatFloat 'f', -1; JSON)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        # Struct numbers are doubles, so an int parameter arrives as 3.0 but renders as "3".
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _parameter_values(task: Mapping[str, Any]) -> dict[str, str]:
+    params = task.get("inputs", {}).get("parameters", {})
+    values = {}
+    for name, spec in params.items():
+        runtime = spec.get("runtimeValue", {})
+        if "constant" in runtime:
+            values[name] = stringify_parameter(runtime["constant"])
+    return values
+
+
+def _render(text: str, params: Mapping[str, str]) -> str:
+    return _PLACEHOLDER_RE.sub(lambda m: params.get(m.group(1), m.group(0)), text)
+
+
+def _container_of(spec: Mapping[str, Any], key: str, task: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        component = spec["components"][task["componentRef"]["name"]]
+        return spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+    except (KeyError, TypeError) as exc:
+        raise ApiError(400, f"Task {key!r} has no resolvable container executor: {exc}") from None
+
+
+def _argv_and_env(
+    container: Mapping[str, Any], params: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    argv = [
+        _render(str(a), params) for a in container.get("command", []) + container.get("args", [])
+    ]
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable  # the image is ignored; run with the test's interpreter
+    env = {e["name"]: _render(str(e.get("value", "")), params) for e in container.get("env", [])}
+    return argv, env
+
+
+def _max_retries(task: Mapping[str, Any]) -> int:
+    return int(float(task.get("retryPolicy", {}).get("maxRetryCount", 0)))
+
+
+# --------------------------------------------------------------------------- HTTP plumbing
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self.server.fake._dispatch(self, "GET")
+
+    def do_POST(self) -> None:
+        self.server.fake._dispatch(self, "POST")
+
+    def do_DELETE(self) -> None:
+        self.server.fake._dispatch(self, "DELETE")
+
+    def do_PATCH(self) -> None:
+        self.server.fake._dispatch(self, "PATCH")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep pytest output readable
+
+    def send_json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def read_json(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, f"Invalid JSON payload received. {exc}") from None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeVertex
+
+
+def _route(method: str, path: str) -> tuple[str, tuple[str, ...]]:
+    path = unquote(path)
+    m = _COLLECTION_RE.match(path)
+    if m and method == "POST":
+        return "create", m.groups()
+    m = _JOB_RE.match(path)
+    if m and method == "POST" and m.group(4):
+        return "cancel", m.groups()[:3]
+    if m and method == "GET" and not m.group(4):
+        return "get", m.groups()[:3]
+    return "other", ()
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+class FakeVertex:
+    """In-process fake of the Vertex AI PipelineService (v1 REST)."""
+
+    def __init__(
+        self,
+        scratch_root: Path | str,
+        env: Optional[Mapping[str, str]] = None,
+        max_parallel: int = 4,
+    ) -> None:
+        self.scratch_root = Path(scratch_root)
+        self.env = dict(env or {})
+        self.max_parallel = max(1, max_parallel)
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.jobs: dict[str, JobRecord] = {}
+        self._cond = threading.Condition(threading.RLock())
+        self._fail_next: dict[str, collections.deque[int]] = collections.defaultdict(
+            collections.deque
+        )
+        self._fail_after_commit = 0
+        self._kill_requests: list[tuple[str, str]] = []
+        self._held = False
+        self._stopping = False
+        self._ids = itertools.count(int(time.time()) * 1000)
+        self._runners: list[threading.Thread] = []
+        self._server: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> FakeVertex:
+        self.scratch_root.mkdir(parents=True, exist_ok=True)
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-vertex", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None, "call start() first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        """Kill every task process, then shut the HTTP server down."""
+        with self._cond:
+            self._stopping = True
+            for job in self.jobs.values():
+                self._cancel_locked(job)
+            self._cond.notify_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for runner in list(self._runners):
+            runner.join(timeout=5)
+
+    def __enter__(self) -> FakeVertex:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- fault injection
+
+    def fail_next(self, kind: str, count: int = 1, status: int = 503) -> None:
+        """Answer the next ``count`` requests of ``kind`` with ``status``, doing nothing."""
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, not {kind!r}")
+        with self._cond:
+            self._fail_next[kind].extend([status] * count)
+
+    def fail_create_after_commit(self, count: int = 1) -> None:
+        """The next ``count`` creates really create and start the job, then answer 503."""
+        with self._cond:
+            self._fail_after_commit += count
+
+    def kill_task(self, job_id: str, task_name_substring: str) -> None:
+        """SIGKILL matching tasks of ``job_id`` now if running, else as soon as they start."""
+        with self._cond:
+            self._kill_requests.append((job_id, task_name_substring))
+            job = self.jobs.get(job_id)
+            for task in job.tasks.values() if job else ():
+                if task.matches(task_name_substring) and task.proc is not None:
+                    self._kill_locked(task)
+
+    def hold_tasks(self) -> None:
+        """Start no new task process until ``release_tasks``."""
+        with self._cond:
+            self._held = True
+
+    def release_tasks(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel as a console user would; False if the job had already ended."""
+        with self._cond:
+            return self._cancel_locked(self.jobs[job_id])
+
+    # ----------------------------------------------------------------- observation
+
+    def wait_for_state(self, job_id: str, states: Iterable[str], timeout: float) -> str:
+        """Wait until the job is in one of ``states`` (prefix PIPELINE_STATE_ optional)."""
+        wanted = {s if s.startswith("PIPELINE_STATE_") else f"PIPELINE_STATE_{s}" for s in states}
+
+        def current() -> Optional[str]:
+            job = self.jobs.get(job_id)
+            return job.state if job else None
+
+        return self._wait(current, wanted, timeout, f"job {job_id}")
+
+    def wait_for_task_state(
+        self, job_id: str, task: str, states: Iterable[str], timeout: float
+    ) -> str:
+        """Wait until the task (DAG key or display name) is in one of ``states``."""
+
+        def current() -> Optional[str]:
+            job = self.jobs.get(job_id)
+            return self._find_task(job, task).state if job else None
+
+        return self._wait(current, set(states), timeout, f"task {task!r} of {job_id}")
+
+    def task_log(self, job_id: str, task_key: str) -> str:
+        """Everything the task wrote to stdout/stderr, over all attempts."""
+        path = self.scratch_root / job_id / f"{self._task_key(job_id, task_key)}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def task_dir(self, job_id: str, task_key: str) -> Path:
+        """The task's working directory (its last attempt's, since each attempt starts fresh)."""
+        return self.scratch_root / job_id / self._task_key(job_id, task_key)
+
+    def _task_key(self, job_id: str, task: str) -> str:
+        job = self.jobs.get(job_id)
+        return self._find_task(job, task).key if job else task
+
+    @staticmethod
+    def _find_task(job: JobRecord, task: str) -> TaskRun:
+        if task in job.tasks:
+            return job.tasks[task]
+        for candidate in job.tasks.values():
+            if candidate.name == task:
+                return candidate
+        raise KeyError(f"no task {task!r} in job {job.job_id}")
+
+    def _wait(self, current: Any, wanted: set[str], timeout: float, what: str) -> str:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                state = current()
+                if state in wanted:
+                    return state
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{what} is {state}, wanted one of {sorted(wanted)}")
+                self._cond.wait(remaining)
+
+    # ----------------------------------------------------------------- HTTP dispatch
+
+    def _dispatch(self, handler: _Handler, method: str) -> None:
+        url = urlsplit(handler.path)
+        kind, parts = _route(method, url.path)
+        with self._cond:
+            self.requests[kind] += 1
+            injected = self._fail_next[kind].popleft() if self._fail_next.get(kind) else None
+        try:
+            if injected is not None:
+                raise ApiError(injected, "injected")
+            status, payload = self._handle(kind, parts, parse_qs(url.query), handler)
+        except ApiError as exc:
+            status, payload = exc.status, exc.payload()
+        handler.send_json(status, payload)
+
+    def _handle(
+        self, kind: str, parts: tuple[str, ...], query: dict[str, list[str]], handler: _Handler
+    ) -> tuple[int, Any]:
+        int_enums = "enum-encoding=int" in ";".join(query.get("$alt", []))
+        if kind == "create":
+            job = self._create(parts[0], parts[1], query, handler.read_json())
+            return 200, self._render_job(job, int_enums)
+        if kind == "get":
+            with self._cond:
+                return 200, self._render_job(self._lookup(*parts), int_enums)
+        if kind == "cancel":
+            handler.read_json()
+            with self._cond:
+                self._cancel_via_api(self._lookup(*parts))
+            return 200, {}
+        raise ApiError(404, f"The requested URL {handler.path} was not found on this server.")
+
+    def _lookup(self, project: str, location: str, job_id: str) -> JobRecord:
+        job = self.jobs.get(job_id)
+        name = f"projects/{project}/locations/{location}/pipelineJobs/{job_id}"
+        if job is None or job.name != name:
+            raise ApiError(404, f'The PipelineJob "{name}" does not exist.')
+        return job
+
+    def _cancel_via_api(self, job: JobRecord) -> None:
+        if not self._cancel_locked(job):
+            # Vertex refuses to cancel a job that has already ended (400 FAILED_PRECONDITION).
+            message = (
+                f'The PipelineJob "{job.name}" is in state {job.state} and cannot be canceled.'
+            )
+            raise ApiError(400, message, "FAILED_PRECONDITION")
+
+    # ----------------------------------------------------------------- create
+
+    def _create(
+        self, project: str, location: str, query: dict[str, list[str]], body: Any
+    ) -> JobRecord:
+        if not isinstance(body, dict) or not isinstance(body.get("pipelineSpec"), dict):
+            raise ApiError(400, "PipelineJob.pipeline_spec is required.")
+        job_id = (query.get("pipelineJobId") or [""])[0] or self._generated_id(body)
+        if not JOB_ID_RE.match(job_id):
+            raise ApiError(400, f"pipeline_job_id {job_id!r} must match {JOB_ID_RE.pattern}")
+        with self._cond:
+            if job_id in self.jobs:
+                raise ApiError(409, f"PipelineJob {job_id!r} already exists.")
+            job = self._new_job(project, location, job_id, body)
+            self.jobs[job_id] = job
+            runner = threading.Thread(target=self._run_job, args=(job,), daemon=True)
+            self._runners.append(runner)
+            runner.start()
+            if self._fail_after_commit > 0:
+                self._fail_after_commit -= 1
+                raise ApiError(503, "injected after commit")
+        return job
+
+    def _generated_id(self, body: Mapping[str, Any]) -> str:
+        stem = re.sub(r"[^-a-z0-9]", "-", str(body.get("displayName", "")).lower()).strip("-")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+        return f"{stem or 'pipeline'}-{stamp}"[-128:].lstrip("-0123456789") or f"p{stamp}"
+
+    def _new_job(self, project: str, location: str, job_id: str, body: dict[str, Any]) -> JobRecord:
+        spec = body["pipelineSpec"]
+        created = now_rfc3339()
+        job_dir = self.scratch_root / job_id
+        dag_tasks = spec.get("root", {}).get("dag", {}).get("tasks", {})
+        tasks = {
+            key: self._new_task(spec, key, t, job_dir, created) for key, t in dag_tasks.items()
+        }
+        return JobRecord(
+            job_id=job_id,
+            name=f"projects/{project}/locations/{location}/pipelineJobs/{job_id}",
+            body=body,
+            root_name=str(spec.get("pipelineInfo", {}).get("name", job_id)),
+            root_task_id=next(self._ids),
+            tasks=tasks,
+            create_time=created,
+            update_time=created,
+        )
+
+    def _new_task(
+        self, spec: Mapping[str, Any], key: str, task: Mapping[str, Any], job_dir: Path, now: str
+    ) -> TaskRun:
+        argv, env = _argv_and_env(_container_of(spec, key, task), _parameter_values(task))
+        return TaskRun(
+            key=key,
+            name=str(task.get("taskInfo", {}).get("name", key)),
+            task_id=next(self._ids),
+            argv=argv,
+            env=env,
+            max_retries=_max_retries(task),
+            workdir=job_dir / key,
+            log_path=job_dir / f"{key}.log",
+            create_time=now,
+        )
+
+    # ----------------------------------------------------------------- running
+
+    def _run_job(self, job: JobRecord) -> None:
+        with self._cond:
+            if job.state == "PIPELINE_STATE_PENDING":
+                self._set_job_state(job, "PIPELINE_STATE_RUNNING")
+                job.start_time = job.update_time
+        queue = collections.deque(job.tasks.values())
+        workers = [
+            threading.Thread(target=self._worker, args=(job, queue), daemon=True)
+            for _ in range(min(self.max_parallel, len(queue)))
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        with self._cond:
+            self._finish_job(job)
+
+    def _worker(self, job: JobRecord, queue: collections.deque[TaskRun]) -> None:
+        while True:
+            with self._cond:
+                if not queue:
+                    return
+                task = queue.popleft()
+            self._run_task(job, task)
+
+    def _run_task(self, job: JobRecord, task: TaskRun) -> None:
+        retry = True
+        while retry:
+            proc = self._start_attempt(job, task)
+            if proc is None:
+                return
+            rc = proc.wait()
+            with self._cond:
+                retry = self._after_attempt(job, task, rc)
+
+    def _start_attempt(self, job: JobRecord, task: TaskRun) -> Optional[subprocess.Popen[bytes]]:
+        with self._cond:
+            while self._held and not job.cancel_requested:
+                self._cond.wait()
+            if job.cancel_requested:
+                self._end_task(task, "CANCELLED")
+                return None
+            return self._spawn(job, task)
+
+    def _spawn(self, job: JobRecord, task: TaskRun) -> Optional[subprocess.Popen[bytes]]:
+        # Each attempt gets a fresh working dir, as a new container would.
+        shutil.rmtree(task.workdir, ignore_errors=True)
+        task.workdir.mkdir(parents=True)
+        env = {**os.environ, **self.env, **task.env}
+        with open(task.log_path, "ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    task.argv, cwd=task.workdir, env=env, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+            except (OSError, ValueError) as exc:
+                log.write(f"failed to start {task.argv!r}: {exc}\n".encode())
+                self._end_task(task, "FAILED", f"The replica workerpool0-0 could not start: {exc}")
+                return None
+        task.attempts += 1
+        task.custom_jobs.append(
+            f"{job.name.split('/pipelineJobs/')[0]}/customJobs/{next(self._ids)}"
+        )
+        task.proc = proc
+        task.start_time = task.start_time or now_rfc3339()
+        task.state = "RUNNING"
+        if any(j == job.job_id and task.matches(s) for j, s in self._kill_requests):
+            self._kill_locked(task)
+        self._touch(job)
+        return proc
+
+    def _after_attempt(self, job: JobRecord, task: TaskRun, rc: int) -> bool:
+        """Record an attempt's outcome; True if the task should run again."""
+        task.proc = None
+        status = 128 - rc if rc < 0 else rc  # a signal shows as 128+N, like in a container
+        if task.killed:
+            self._end_task(task, "FAILED", _replica_error(f"{status} (killed)", "Killed"))
+        elif job.cancel_requested:
+            self._end_task(task, "CANCELLED")
+        elif rc == 0:
+            self._end_task(task, "SUCCEEDED")
+        elif task.attempts <= task.max_retries:
+            self._touch(job)
+            return True
+        else:
+            self._end_task(task, "FAILED", _replica_error(str(status), "Error"))
+        self._touch(job)
+        return False
+
+    def _end_task(self, task: TaskRun, state: str, message: Optional[str] = None) -> None:
+        if task.state in TERMINAL_TASK_STATES:
+            return
+        task.state = state
+        task.end_time = now_rfc3339()
+        if message is not None:
+            task.error = {"code": _FAILED_PRECONDITION, "message": message}
+        self._cond.notify_all()
+
+    def _finish_job(self, job: JobRecord) -> None:
+        failed = [t.name for t in job.tasks.values() if t.state != "SUCCEEDED"]
+        if job.cancel_requested:
+            state = "PIPELINE_STATE_CANCELLED"
+        elif failed:
+            state = "PIPELINE_STATE_FAILED"
+            message = (
+                "The DAG failed because some tasks failed. The failed tasks are: [{}].".format(
+                    ", ".join(failed)
+                )
+            )
+            job.error = {"code": _FAILED_PRECONDITION, "message": message}
+        else:
+            state = "PIPELINE_STATE_SUCCEEDED"
+        self._set_job_state(job, state)
+        job.end_time = job.update_time
+
+    def _cancel_locked(self, job: JobRecord) -> bool:
+        if job.state in TERMINAL_JOB_STATES:
+            return False
+        if not job.cancel_requested:
+            job.cancel_requested = True
+            self._set_job_state(job, "PIPELINE_STATE_CANCELLING")
+        for task in job.tasks.values():
+            if task.state == "PENDING":
+                self._end_task(task, "CANCELLED")
+            elif task.proc is not None:
+                self._signal(task, signal.SIGKILL)
+        self._cond.notify_all()
+        return True
+
+    def _kill_locked(self, task: TaskRun) -> None:
+        task.killed = True
+        self._signal(task, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(task: TaskRun, signum: int) -> None:
+        proc = task.proc
+        if proc is None or proc.returncode is not None:
+            return  # already reaped: its pid may belong to someone else now
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _set_job_state(self, job: JobRecord, state: str) -> None:
+        job.state = state
+        self._touch(job)
+
+    def _touch(self, job: JobRecord) -> None:
+        job.update_time = now_rfc3339()
+        self._cond.notify_all()
+
+    # ----------------------------------------------------------------- rendering
+
+    def _render_job(self, job: JobRecord, int_enums: bool) -> dict[str, Any]:
+        with self._cond:
+            out: dict[str, Any] = {"name": job.name}
+            out.update({k: job.body[k] for k in _ECHOED_FIELDS if k in job.body})
+            out.update(
+                state=_JOB_STATE_NUMBERS[job.state] if int_enums else job.state,
+                createTime=job.create_time,
+                updateTime=job.update_time,
+                jobDetail={"taskDetails": self._render_tasks(job, int_enums)},
+            )
+            _put_optional(out, startTime=job.start_time, endTime=job.end_time, error=job.error)
+            return out
+
+    def _render_tasks(self, job: JobRecord, int_enums: bool) -> list[dict[str, Any]]:
+        def enum(state: str) -> Any:
+            return _TASK_STATE_NUMBERS[state] if int_enums else state
+
+        root: dict[str, Any] = {
+            "taskId": str(job.root_task_id),
+            "taskName": job.root_name,
+            "createTime": job.create_time,
+            "state": enum(_ROOT_TASK_STATES.get(job.state, "PENDING")),
+        }
+        _put_optional(root, startTime=job.start_time, endTime=job.end_time, error=job.error)
+        return [root] + [self._render_task(job, t, enum(t.state)) for t in job.tasks.values()]
+
+    @staticmethod
+    def _render_task(job: JobRecord, task: TaskRun, state: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "taskId": str(task.task_id),
+            "parentTaskId": str(job.root_task_id),
+            "taskName": task.name,
+            "createTime": task.create_time,
+            "state": state,
+        }
+        if task.custom_jobs:
+            container = {"mainJob": task.custom_jobs[-1], "failedMainJobs": task.custom_jobs[:-1]}
+            out["executorDetail"] = {"containerDetail": container}
+        _put_optional(out, startTime=task.start_time, endTime=task.end_time, error=task.error)
+        return out
+
+
+def _replica_error(status: str, reason: str) -> str:
+    return (
+        f"The replica workerpool0-0 exited with a non-zero status of {status}. "
+        f"Termination reason: {reason}."
+    )
+
+
+def _put_optional(target: dict[str, Any], **values: Any) -> None:
+    target.update({k: v for k, v in values.items() if v is not None})

@@ -1,0 +1,133 @@
+"""The whole flow on the local backend, as a user runs it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from apputil import APPS, read_json, run_app
+
+LOCAL = "hydra/launcher=vertex_pipeline_local"
+
+
+def test_one_failing_job_keeps_every_other_jobs_results(tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun"
+    proc = run_app("flaky.py", ["-m", "+x=1,2,3", LOCAL, f"hydra.sweep.dir={sweep}"], tmp_path)
+
+    assert proc.returncode != 0
+    assert "ValueError: x=2 is not allowed here" in proc.stderr
+    for num, x in ((0, 1), (2, 3)):
+        job_dir = sweep / str(num)
+        assert (job_dir / "artifact.txt").read_text() == f"x={x}\n"
+        assert f"job with x={x} starts" in (job_dir / "flaky.log").read_text()
+        assert read_json(job_dir / "vertex_status.json")["state"] == "SUCCEEDED"
+    failed = sweep / "1"
+    assert (failed / "artifact.txt").read_text() == "x=2\n"
+    status = read_json(failed / "vertex_status.json")
+    assert status["state"] == "FAILED"
+    assert "Traceback" in status["error"] and "x=2 is not allowed here" in status["error"]
+    assert "x=2 is not allowed here" in (failed / "flaky.log").read_text()
+    run = read_json(next((sweep / "vertex_pipeline").glob("*/run.json")))
+    assert run["state"] == "FAILED"
+    assert {job["state"] for job in run["jobs"].values()} == {"SUCCEEDED", "FAILED"}
+
+
+def test_layout_of_a_run(tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun"
+    proc = run_app("flaky.py", ["-m", "+x=1,3", LOCAL, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+    (run_dir,) = (sweep / "vertex_pipeline").iterdir()
+    spec = yaml.safe_load((run_dir / "pipeline.yaml").read_text())
+    names = sorted(t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values())
+    assert names == ["#0 +x=1", "#1 +x=3"]
+    staged = run_dir / "jobs" / "1"
+    assert yaml.safe_load((staged / "config.yaml").read_text()) == {"x": 3}
+    assert yaml.safe_load((staged / "overrides.yaml").read_text()) == ["+x=3"]
+    assert yaml.safe_load((staged / "hydra.yaml").read_text())["job"]["num"] == 1
+    assert (staged / "payload.pkl").stat().st_size > 0
+    assert (run_dir / "shared.pkl").stat().st_size > 0
+    run = read_json(run_dir / "run.json")
+    assert run["state"] == "SUCCEEDED" and run["backend"] == "local"
+    assert run["jobs"]["1"] == {
+        "task_name": run["jobs"]["1"]["task_name"],
+        "display_name": "#1 +x=3",
+        "dir": str(sweep / "1"),
+        "state": "SUCCEEDED",
+    }
+    status = read_json(sweep / "1" / "vertex_status.json")
+    assert status["job_num"] == 1 and status["started"] and status["ended"]
+
+
+def test_steps_run_in_parallel_up_to_max_parallel(tmp_path: Path) -> None:
+    board = tmp_path / "board"
+    args = ["-m", "+x=0,1,2,3", LOCAL, f"+board={board}", f"hydra.sweep.dir={tmp_path / 'm'}"]
+    # Each job waits until all four have started: only four at once can get through.
+    proc = run_app("rendezvous.py", [*args, "+wait_for=4", "hydra.launcher.local.max_parallel=4"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_max_parallel_caps_concurrency(tmp_path: Path) -> None:
+    board = tmp_path / "board"
+    args = ["-m", "+x=0,1,2,3", LOCAL, f"+board={board}", f"hydra.sweep.dir={tmp_path / 'm'}"]
+    proc = run_app("rendezvous.py", [*args, "+sleep=0.5", "hydra.launcher.local.max_parallel=2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    spans = [read_json(p) for p in board.glob("*.json")]
+    assert len(spans) == 4
+    most_at_once = max(
+        sum(1 for other in spans if other["start"] <= span["start"] < other["end"]) for span in spans
+    )
+    assert most_at_once <= 2
+
+
+def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path) -> None:
+    board, sweep = tmp_path / "board", tmp_path / "m"
+    launcher = subprocess.Popen(
+        [sys.executable, str(APPS / "rendezvous.py"), "-m", "+x=0,1", LOCAL, f"+board={board}",
+         "+sleep=120", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        _wait_until(lambda: len(list(board.glob("*.json"))) == 2, timeout=60)
+        pids = [read_json(p)["pid"] for p in board.glob("*.json")]
+        launcher.send_signal(signal.SIGINT)
+        output, _ = launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert launcher.returncode != 0
+    assert "cancelling" in output
+    for pid in pids:
+        _wait_until(lambda pid=pid: not _alive(pid), timeout=15)
+    for num in ("0", "1"):
+        assert read_json(sweep / num / "vertex_status.json")["state"] == "CANCELLED"
+    assert read_json(next(sweep.glob("vertex_pipeline/*/run.json")))["state"] == "CANCELLED"
+
+
+def test_vertex_settings_missing_are_named_before_anything_is_staged(tmp_path: Path) -> None:
+    sweep = tmp_path / "m"
+    proc = run_app(
+        "flaky.py", ["-m", "+x=1", "hydra/launcher=vertex_pipeline", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "hydra.launcher.project is not set" in proc.stderr
+    assert not (sweep / "vertex_pipeline").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_until(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
