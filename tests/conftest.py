@@ -4,6 +4,7 @@ import os
 from typing import Iterator
 
 import pytest
+from fake_vertex import FakeVertex
 from gcs_emulator import start_emulator
 
 BUCKET = "hydra-staging"
@@ -38,3 +39,11 @@ def gcs() -> Iterator[Emulator]:
 def gcs_bucket(gcs: Emulator) -> str:
     """A fresh, empty bucket on the emulator (STORAGE_EMULATOR_HOST points at it)."""
     return gcs.fresh_bucket(BUCKET)
+
+
+@pytest.fixture()
+def fake_vertex(gcs_bucket: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeVertex]:
+    """A fake Vertex PipelineService whose steps reach the GCS emulator; a fresh bucket too."""
+    fake = FakeVertex(scratch_root=tmp_path_factory.mktemp("vertex"), max_parallel=4).start()
+    yield fake
+    fake.stop()

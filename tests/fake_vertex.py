@@ -7,6 +7,18 @@ image is ignored; ``python``/``python3`` becomes ``sys.executable``).
 
 It deliberately depends only on the standard library so it can judge the product code
 without sharing any of its assumptions.
+
+Usage::
+
+    fake = FakeVertex(scratch_root=tmp_path / "vertex", env={...}, max_parallel=4).start()
+    client = aiplatform_v1.PipelineServiceClient(
+        credentials=AnonymousCredentials(), transport="rest",
+        client_options=ClientOptions(api_endpoint=fake.endpoint))
+    ...
+    fake.stop()
+
+Each task runs in ``scratch_root/<job id>/<task key>/`` (fresh per attempt) and logs to
+``scratch_root/<job id>/<task key>.log``. Tasks are started in natural DAG-key order.
 """
 
 from __future__ import annotations
@@ -211,6 +223,10 @@ def _argv_and_env(
     return argv, env
 
 
+def _natural_key(text: str) -> list[Any]:
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text)]
+
+
 def _max_retries(task: Mapping[str, Any]) -> int:
     return int(float(task.get("retryPolicy", {}).get("maxRetryCount", 0)))
 
@@ -297,7 +313,6 @@ class FakeVertex:
         self._fail_after_commit = 0
         self._kill_requests: list[tuple[str, str]] = []
         self._held = False
-        self._stopping = False
         self._ids = itertools.count(int(time.time()) * 1000)
         self._runners: list[threading.Thread] = []
         self._server: Optional[_Server] = None
@@ -309,8 +324,9 @@ class FakeVertex:
         self.scratch_root.mkdir(parents=True, exist_ok=True)
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
+        # A short poll interval keeps stop() (and so every test teardown) fast.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-vertex", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="fake-vertex", daemon=True
         )
         self._thread.start()
         return self
@@ -324,15 +340,14 @@ class FakeVertex:
     def stop(self) -> None:
         """Kill every task process, then shut the HTTP server down."""
         with self._cond:
-            self._stopping = True
             for job in self.jobs.values():
                 self._cancel_locked(job)
             self._cond.notify_all()
-        if self._server is not None:
+        if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._server.server_close()
-        if self._thread is not None:
             self._thread.join(timeout=5)
+            self._thread = None  # stop() is idempotent; endpoint stays readable
         for runner in list(self._runners):
             runner.join(timeout=5)
 
@@ -371,6 +386,7 @@ class FakeVertex:
             self._held = True
 
     def release_tasks(self) -> None:
+        """Let held tasks start (up to ``max_parallel`` at once)."""
         with self._cond:
             self._held = False
             self._cond.notify_all()
@@ -508,18 +524,24 @@ class FakeVertex:
                 raise ApiError(503, "injected after commit")
         return job
 
-    def _generated_id(self, body: Mapping[str, Any]) -> str:
+    @staticmethod
+    def _generated_id(body: Mapping[str, Any]) -> str:
+        """Like Vertex without a pipelineJobId: ``<display-name>-<timestamp>``."""
         stem = re.sub(r"[^-a-z0-9]", "-", str(body.get("displayName", "")).lower()).strip("-")
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
-        return f"{stem or 'pipeline'}-{stamp}"[-128:].lstrip("-0123456789") or f"p{stamp}"
+        if not stem[:1].isalpha():
+            stem = f"pipeline-{stem}".rstrip("-")
+        return f"{stem[:100]}-{datetime.now(timezone.utc).strftime('%Y%m%d%H%M%S%f')}"
 
     def _new_job(self, project: str, location: str, job_id: str, body: dict[str, Any]) -> JobRecord:
         spec = body["pipelineSpec"]
         created = now_rfc3339()
         job_dir = self.scratch_root / job_id
         dag_tasks = spec.get("root", {}).get("dag", {}).get("tasks", {})
+        # The spec went through a protobuf Struct (a map), so key order is arbitrary; run and
+        # report tasks in natural key order (task-2 before task-10) to keep tests deterministic.
         tasks = {
-            key: self._new_task(spec, key, t, job_dir, created) for key, t in dag_tasks.items()
+            key: self._new_task(spec, key, dag_tasks[key], job_dir, created)
+            for key in sorted(dag_tasks, key=_natural_key)
         }
         return JobRecord(
             job_id=job_id,

@@ -5,6 +5,7 @@ The fixes touch the emulator's internals, so its version is pinned in setup.py.
 from __future__ import annotations
 
 import http.server
+import logging
 import urllib.parse
 from typing import Any
 
@@ -22,6 +23,8 @@ def start_emulator() -> tuple[Server, str]:
     """Returns the running server and its http://host:port for STORAGE_EMULATOR_HOST."""
     # Single-threaded http.server with a listen queue of 5 drops parallel clients' connections.
     http.server.HTTPServer.request_queue_size = 1024
+    # It logs every request at INFO, into whatever logging the app under test set up.
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
     emulator_storage.Storage._object_path = _quoted_object_path
     server = create_server("127.0.0.1", 0, in_memory=True)
     server.start()

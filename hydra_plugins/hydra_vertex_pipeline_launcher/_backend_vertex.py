@@ -91,7 +91,9 @@ class VertexBackend:
         try:
             self._call(lambda: self._client.cancel_pipeline_job(name=self.resource_name))
         except exceptions.NotFound:
-            pass  # interrupted before the run was created: nothing is running
+            log.info(f"{self.resource_name} was never created: nothing to cancel")
+        except exceptions.BadRequest as e:  # FAILED_PRECONDITION: it ended meanwhile
+            log.info(f"{self.resource_name} had already ended: {e.message}")
 
     def close(self) -> None:
         self._client.transport.close()
@@ -131,7 +133,7 @@ class VertexBackend:
                     parent=self.parent, pipeline_job=job, pipeline_job_id=self.run.run_id,
                     retry=None, timeout=self.settings.request_timeout,
                 )
-            except exceptions.AlreadyExists:
+            except exceptions.Conflict:  # 409: the id exists, so an earlier try created it
                 return self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
             except _transient() as e:
                 existing = self._existing_run()

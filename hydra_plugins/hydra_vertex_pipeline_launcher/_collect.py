@@ -93,12 +93,9 @@ def _read_result(
 
 def _map_paths(job_return: JobReturn, result: Dict[str, Any], local_dir: Path, local_cwd: str) -> None:
     """The step's paths (a container's, on Vertex) become this machine's."""
-    remote_output_dir, remote_cwd = result["output_dir"], result["cwd"]
-    job_return.working_dir = str(local_dir) if job_return.working_dir == remote_output_dir else local_cwd
-    if isinstance(job_return.hydra_cfg, DictConfig) and (remote_output_dir, remote_cwd) != (
-        str(local_dir), local_cwd
-    ):
-        with read_write(job_return.hydra_cfg), open_dict(job_return.hydra_cfg):
+    job_return.working_dir = str(local_dir) if result["ran_in_output_dir"] else local_cwd
+    if isinstance(job_return.hydra_cfg, DictConfig):
+        with read_write(job_return.hydra_cfg.hydra.runtime):
             job_return.hydra_cfg.hydra.runtime.output_dir = str(local_dir)
             job_return.hydra_cfg.hydra.runtime.cwd = local_cwd
 

@@ -14,13 +14,13 @@ import threading
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from . import _layout
 from ._storage import Storage, open_storage
@@ -35,26 +35,35 @@ class PayloadDigestMismatch(RuntimeError):
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(argv)
     storage = open_storage(args.run_root, args.request_timeout)
+    try:
+        job_return, trace, output_dir = _run_staged_job(storage, args)
+    except Exception as e:  # noqa: BLE001 - the launcher must learn why, not just an exit code
+        job_return = JobReturn(status=JobStatus.FAILED, _return_value=e, working_dir=os.getcwd())
+        trace, output_dir = traceback.format_exc(), Path(os.getcwd())
+        print(trace, file=sys.stderr)
+    result = _result_bytes(job_return, trace, ran_in_output_dir=_same_dir(job_return.working_dir, output_dir))
+    storage.write_many({_layout.job_result(args.job): result})
+    return 0 if job_return.status is JobStatus.COMPLETED else 1
+
+
+def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[JobReturn, str, Path]:
+    """Runs the job; its output dir reaches the staging root also when the task raised."""
     shared = _load_checked(storage, _layout.SHARED_PAYLOAD, args.shared_digest)
-    sweep_config: DictConfig = _load_checked(storage, _layout.job_payload(args.job), args.job_digest)[
-        "sweep_config"
-    ]
+    job = _load_checked(storage, _layout.job_payload(args.job), args.job_digest)
+    sweep_config: DictConfig = job["sweep_config"]
     setup_globals()
     Singleton.set_state(shared["singleton_state"])
     if shared["in_container"]:
         _map_paths_into_container(sweep_config)
     HydraConfig.instance().set_config(sweep_config)
     output_dir = _output_dir(sweep_config)
-    cwd = os.getcwd()
     log_file = output_dir / f"{sweep_config.hydra.job.name}.log"
     with _streaming_log(storage, log_file, _layout.job_live_log(args.job), args.log_upload_interval):
         job_return = _run(shared, sweep_config)
         trace = _log_failure(job_return)
     if output_dir.is_dir():
         storage.upload_dir(output_dir, _layout.job_output(args.job), {_layout.JOB_STATUS_FILE})
-    result = _result_bytes(job_return, trace, str(output_dir), cwd)
-    storage.write_many({_layout.job_result(args.job): result})
-    return 0 if job_return.status is JobStatus.COMPLETED else 1
+    return job_return, trace, output_dir
 
 
 def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -89,9 +98,10 @@ def _map_paths_into_container(sweep_config: DictConfig) -> None:
     if sweep_dir.is_absolute():
         inside = submitter_cwd in sweep_dir.parents
         sweep_dir = sweep_dir.relative_to(submitter_cwd if inside else sweep_dir.anchor)
-    with read_write(sweep_config), open_dict(sweep_config):
-        sweep_config.hydra.runtime.cwd = os.getcwd()
+    # Hydra marks these nodes read-only one by one.
+    with read_write(sweep_config.hydra.sweep), read_write(sweep_config.hydra.runtime):
         sweep_config.hydra.sweep.dir = str(sweep_dir)
+        sweep_config.hydra.runtime.cwd = os.getcwd()
 
 
 def _output_dir(sweep_config: DictConfig) -> Path:
@@ -130,8 +140,13 @@ def _log_failure(job_return: JobReturn) -> str:
     return trace
 
 
-def _result_bytes(job_return: JobReturn, trace: str, output_dir: str, cwd: str) -> bytes:
-    result = {"job_return": job_return, "traceback": trace, "output_dir": output_dir, "cwd": cwd}
+def _same_dir(working_dir: Optional[str], output_dir: Path) -> bool:
+    # run_job reports the output dir as it joined it, often relative to this process's cwd.
+    return working_dir is not None and Path(working_dir).absolute() == output_dir
+
+
+def _result_bytes(job_return: JobReturn, trace: str, ran_in_output_dir: bool) -> bytes:
+    result = {"job_return": job_return, "traceback": trace, "ran_in_output_dir": ran_in_output_dir}
     try:
         return cloudpickle.dumps(result)
     except Exception as e:  # noqa: BLE001 - an unpicklable value must not lose the job

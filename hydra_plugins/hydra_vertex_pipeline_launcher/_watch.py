@@ -112,6 +112,7 @@ class Watcher:
         self.max_poll_interval = max_poll_interval
         self.seen: Dict[str, TaskStatus] = {}
         self.done: Dict[str, Outcome] = {}
+        self.status_reads = 0
         self._sleep = threading.Event()
 
     def watch(self) -> RunStatus:
@@ -120,6 +121,8 @@ class Watcher:
         self.files.write_run(State.PENDING)
         while True:
             status = self.backend.read_status()
+            self.status_reads += 1
+            self.files.run_record["status_reads"] = self.status_reads
             changed = self._apply(status)
             if status.state.terminal:
                 self._finish_unended(status)

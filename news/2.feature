@@ -1,0 +1,1 @@
+New `hydra/launcher=vertex_pipeline_local`: a sweep's jobs become the container steps of one compiled Kubeflow v2 pipeline, run on this machine with no cloud account and no Docker; status, logs, outputs and return values land in Hydra's output dirs.

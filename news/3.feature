@@ -1,0 +1,1 @@
+New `hydra/launcher=vertex_pipeline`: a sweep runs as ONE Vertex AI pipeline run, staged through Cloud Storage, watched with one read per poll, cancelled on Ctrl-C, and collected back into `multirun/`.
