@@ -69,13 +69,13 @@ def _submit_and_watch(
     by_num: Dict[int, ComposedJob],
     local_cwd: str,
 ) -> Dict[int, JobReturn]:
-    record: Dict[str, Any] = {
+    files = StatusFiles(run.local_dir / "run.json", watched, {
         "run_id": run.run_id,
         "backend": settings.backend,
         "staging_root": run.staging_uri,
         "pipeline_spec": str(run.local_dir / "pipeline.yaml"),
-    }
-    files = StatusFiles(run.local_dir / "run.json", record, watched)
+    })
+    record = files.run_record
     returns: Dict[int, JobReturn] = {}
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:

@@ -50,9 +50,10 @@ def _write_json(path: Path, data: Dict[str, Any]) -> None:
 class StatusFiles:
     """The run's status in the sweep dir and each job's in its own dir, rewritten on every change."""
 
-    def __init__(self, run_file: Path, run_record: Dict[str, Any], jobs: List[WatchedJob]) -> None:
+    def __init__(self, run_file: Path, jobs: List[WatchedJob], run_record: Dict[str, Any]) -> None:
         self.run_file = run_file
-        self.run_record = dict(run_record)
+        # What identifies the run (id, resource name, staging root...); grows as the run goes.
+        self.run_record = run_record
         self.jobs = {job.task_name: job for job in jobs}
         self.job_states: Dict[str, Dict[str, Any]] = {
             job.task_name: {"state": State.PENDING.value} for job in jobs

@@ -1,0 +1,241 @@
+"""vertex_pipeline against the fake Vertex (real aiplatform REST client) and the GCS emulator."""
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List
+
+import pytest
+from apputil import APPS, read_json, run_app
+from fake_vertex import FakeVertex
+from google.cloud import storage
+from vertexutil import IMAGE, LOCATION, PROJECT, vertex_overrides
+
+VERTEX = "hydra/launcher=vertex_pipeline"
+
+
+def _start(app: str, args: List[str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(APPS / app), *args], cwd=cwd,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _only_job(fake: FakeVertex) -> str:
+    _wait_until(lambda: len(fake.jobs) == 1)
+    (job_id,) = fake.jobs
+    return job_id
+
+
+def test_a_sweep_comes_back_as_on_the_local_backend(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "multirun"
+    args = ["-m", "+x=1,3", VERTEX, f"hydra.sweep.dir={sweep}", *vertex_overrides(fake_vertex, gcs_bucket),
+            "hydra.launcher.service_account=runner@test-proj.iam.gserviceaccount.com",
+            "hydra.launcher.network=projects/1/global/networks/vpc",
+            "hydra.launcher.encryption_spec_key_name=projects/p/locations/l/keyRings/r/cryptoKeys/k",
+            "+hydra.launcher.labels.Team=ML Research"]
+    proc = run_app("flaky.py", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+    for num, x in ((0, 1), (1, 3)):
+        job_dir = sweep / str(num)
+        assert (job_dir / "artifact.txt").read_text() == f"x={x}\n"
+        assert f"job with x={x} starts" in (job_dir / "flaky.log").read_text()
+        assert (job_dir / ".hydra" / "overrides.yaml").exists()
+        assert read_json(job_dir / "vertex_status.json")["state"] == "SUCCEEDED"
+
+    (job_id,) = fake_vertex.jobs
+    assert re.fullmatch(r"flaky-\d{8}-\d{6}-[0-9a-f]{6}", job_id)
+    body = fake_vertex.jobs[job_id].body
+    assert body["labels"] == {"hydra_job_name": "flaky", "launcher": "hydra-vertex-pipeline",
+                              "team": "ml-research"}
+    assert body["serviceAccount"] == "runner@test-proj.iam.gserviceaccount.com"
+    assert body["network"] == "projects/1/global/networks/vpc"
+    assert body["encryptionSpec"]["kmsKeyName"].endswith("cryptoKeys/k")
+    root = f"gs://{gcs_bucket}/hydra/{job_id}"
+    assert body["runtimeConfig"]["gcsOutputDirectory"] == f"{root}/pipeline_root"
+    executors = body["pipelineSpec"]["deploymentSpec"]["executors"].values()
+    assert {e["container"]["image"] for e in executors} == {IMAGE}
+
+    run = read_json(sweep / "vertex_pipeline" / job_id / "run.json")
+    assert run["state"] == "SUCCEEDED"
+    assert run["resource_name"] == f"projects/{PROJECT}/locations/{LOCATION}/pipelineJobs/{job_id}"
+    assert run["console_url"] == (
+        f"https://console.cloud.google.com/vertex-ai/locations/{LOCATION}/pipelines/runs/"
+        f"{job_id}?project={PROJECT}"
+    )
+    assert run["console_url"] in proc.stdout
+    staged = storage.Client().bucket(gcs_bucket).blob(f"hydra/{job_id}/jobs/1/config.yaml")
+    assert staged.download_as_text() == "x: 3\n"
+
+
+def test_one_status_read_per_poll_for_the_whole_run(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "multirun"
+    jobs = ",".join(str(x) for x in range(50))
+    proc = run_app(
+        "flaky.py", ["-m", f"+x={jobs}", VERTEX, f"hydra.sweep.dir={sweep}",
+                     *vertex_overrides(fake_vertex, gcs_bucket)],
+        tmp_path, timeout=600,
+    )
+    assert proc.returncode != 0  # x=2 raises; the 49 others finish
+    (job_id,) = fake_vertex.jobs
+    reads = read_json(sweep / "vertex_pipeline" / job_id / "run.json")["status_reads"]
+    assert reads >= 2
+    assert fake_vertex.requests["get"] == reads
+    assert fake_vertex.requests["create"] == 1
+    states = [read_json(sweep / str(n) / "vertex_status.json")["state"] for n in range(50)]
+    assert states.count("SUCCEEDED") == 49 and states[2] == "FAILED"
+
+
+def test_ctrl_c_cancels_the_run(fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun"
+    launcher = _start("rendezvous.py", ["-m", "+x=0,1", VERTEX, f"hydra.sweep.dir={sweep}",
+                                        f"+board={tmp_path / 'board'}", "+sleep=120",
+                                        *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    try:
+        job_id = _only_job(fake_vertex)
+        for task_key in fake_vertex.jobs[job_id].tasks:
+            fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
+        _wait_until(lambda: all(
+            (sweep / n / "vertex_status.json").exists() for n in ("0", "1")
+        ))
+        launcher.send_signal(signal.SIGINT)
+        output, _ = launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert launcher.returncode != 0
+    assert fake_vertex.requests["cancel"] == 1
+    assert fake_vertex.wait_for_state(job_id, {"CANCELLED"}, timeout=30) == "PIPELINE_STATE_CANCELLED"
+    for num in ("0", "1"):
+        assert read_json(sweep / num / "vertex_status.json")["state"] == "CANCELLED"
+    assert read_json(sweep / "vertex_pipeline" / job_id / "run.json")["state"] == "CANCELLED"
+    assert "cancelling" in output.lower()
+
+
+def test_a_killed_task_fails_its_job_only(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "multirun"
+    fake_vertex.hold_tasks()
+    launcher = _start("flaky.py", ["-m", "+x=1,3,4", VERTEX, f"hydra.sweep.dir={sweep}",
+                                   *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    job_id = _only_job(fake_vertex)
+    fake_vertex.kill_task(job_id, "#1 ")
+    fake_vertex.release_tasks()
+    output, _ = launcher.communicate(timeout=120)
+
+    assert launcher.returncode != 0
+    assert "killed" in output and f"pipelines/runs/{job_id}" in output
+    status = read_json(sweep / "1" / "vertex_status.json")
+    assert status["state"] == "FAILED" and "killed" in status["error"]
+    for num, x in ((0, 1), (2, 4)):
+        assert (sweep / str(num) / "artifact.txt").read_text() == f"x={x}\n"
+        assert read_json(sweep / str(num) / "vertex_status.json")["state"] == "SUCCEEDED"
+
+
+def test_transient_errors_are_retried_and_the_run_is_created_once(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    fake_vertex.fail_create_after_commit()
+    fake_vertex.fail_next("get", count=2, status=503)
+    sweep = tmp_path / "multirun"
+    proc = run_app("flaky.py", ["-m", "+x=1", VERTEX, f"hydra.sweep.dir={sweep}",
+                                *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert len(fake_vertex.jobs) == 1
+    assert fake_vertex.requests["create"] == 1, "an ambiguous create is looked up, not repeated"
+    assert read_json(sweep / "0" / "vertex_status.json")["state"] == "SUCCEEDED"
+
+
+def test_an_object_that_would_escape_the_job_dir_is_refused(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "multirun"
+    fake_vertex.hold_tasks()
+    launcher = _start("flaky.py", ["-m", "+x=1", VERTEX, f"hydra.sweep.dir={sweep}",
+                                   *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    job_id = _only_job(fake_vertex)
+    evil = storage.Client().bucket(gcs_bucket).blob(f"hydra/{job_id}/jobs/0/output/../../x")
+    evil.upload_from_string(b"evil")
+    fake_vertex.release_tasks()
+    output, _ = launcher.communicate(timeout=120)
+
+    assert launcher.returncode == 0, output
+    assert [p for p in tmp_path.rglob("x") if p.is_file()] == []
+    assert (sweep / "0" / "artifact.txt").read_text() == "x=1\n"
+    status = read_json(sweep / "0" / "vertex_status.json")
+    assert status["state"] == "SUCCEEDED" and "refused stored object '../../x'" in status["error"]
+
+
+def test_working_dirs_map_into_the_container(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    args = ["-m", "+x=7", VERTEX, "hydra.sweep.dir=cli_dir", "hydra.job.chdir=True",
+            *vertex_overrides(fake_vertex, gcs_bucket)]
+    proc = run_app("chatty.py", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+    (job_id,) = fake_vertex.jobs
+    (task_key,) = fake_vertex.jobs[job_id].tasks
+    step_dir = fake_vertex.task_dir(job_id, task_key)
+    where = read_json(tmp_path / "cli_dir" / "0" / "where.json")
+    assert Path(where["original_cwd"]).resolve() == step_dir.resolve()
+    assert Path(where["cwd"]).resolve() == (step_dir / "cli_dir" / "0").resolve()
+    assert where["output_dir"] == where["cwd"]
+
+
+def test_a_running_jobs_log_streams_into_its_dir(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep, go = tmp_path / "multirun", tmp_path / "go"
+    launcher = _start("chatty.py", ["-m", "+x=5", VERTEX, f"hydra.sweep.dir={sweep}", f"+go={go}",
+                                    *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    local_log = sweep / "0" / "chatty.log"
+    try:
+        _wait_until(lambda: local_log.exists() and "step 1" in local_log.read_text())
+        assert "step 2" not in local_log.read_text()
+        go.touch()
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, output
+    assert "step 2 of job x=5" in local_log.read_text()
+
+
+def test_a_missing_bucket_stops_the_launch_before_anything_is_submitted(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    args = ["-m", "+x=1", VERTEX, *vertex_overrides(fake_vertex, gcs_bucket),
+            "hydra.launcher.staging_root=gs://no-such-bucket/hydra"]
+    proc = run_app("flaky.py", args, tmp_path)
+    assert proc.returncode != 0
+    assert "hydra.launcher.staging_root=gs://no-such-bucket/hydra" in proc.stderr
+    assert "does not exist" in proc.stderr
+    assert fake_vertex.requests["create"] == 0
+
+
+@pytest.mark.parametrize("staging_root", ["/tmp/local-folder", "s3://bucket/x"])
+def test_vertex_needs_a_gcs_staging_root(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path, staging_root: str
+) -> None:
+    args = ["-m", "+x=1", VERTEX, *vertex_overrides(fake_vertex, gcs_bucket),
+            f"hydra.launcher.staging_root={staging_root}"]
+    proc = run_app("flaky.py", args, tmp_path)
+    assert proc.returncode != 0
+    assert f"hydra.launcher.staging_root={staging_root!r}" in proc.stderr
+    assert fake_vertex.requests["create"] == 0
