@@ -5,7 +5,7 @@ from setuptools import find_namespace_packages, setup
 setup(
     name="hydra-vertex-pipeline-launcher",
     version="0.1.0.dev0",
-    description="Hydra launcher that runs (multi)run jobs as the steps of one Vertex AI pipeline run",
+    description="Hydra launcher: (multi)run jobs as the steps of one Vertex AI pipeline run",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",

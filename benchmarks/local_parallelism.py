@@ -4,6 +4,7 @@ Prints both wall times and their ratio, measured in this one run. The target: th
 sweep finishes well under 8 s, i.e. close to one job's time plus the launcher's overhead.
 Run: python benchmarks/local_parallelism.py
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -19,10 +20,20 @@ JOBS = "+x=0,1,2,3"
 def sweep_seconds(max_parallel: int, workdir: Path) -> float:
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, str(APP), "-m", JOBS, "+sleep=2", f"+board={workdir / 'board'}",
-         "hydra/launcher=vertex_pipeline_local", f"hydra.launcher.local.max_parallel={max_parallel}",
-         f"hydra.sweep.dir={workdir / 'multirun'}"],
-        cwd=workdir, check=True, capture_output=True,
+        [
+            sys.executable,
+            str(APP),
+            "-m",
+            JOBS,
+            "+sleep=2",
+            f"+board={workdir / 'board'}",
+            "hydra/launcher=vertex_pipeline_local",
+            f"hydra.launcher.local.max_parallel={max_parallel}",
+            f"hydra.sweep.dir={workdir / 'multirun'}",
+        ],
+        cwd=workdir,
+        check=True,
+        capture_output=True,
     )
     return time.perf_counter() - started
 

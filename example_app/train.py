@@ -2,6 +2,7 @@
 
 An ordinary Hydra app: nothing in it knows about the launcher.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def make_data(n: int, noise: float, rng: random.Random) -> list[tuple[float, float]]:
-    return [(x, 3.0 * x - 1.0 + rng.gauss(0.0, noise)) for x in (rng.uniform(-1, 1) for _ in range(n))]
+    return [
+        (x, 3.0 * x - 1.0 + rng.gauss(0.0, noise)) for x in (rng.uniform(-1, 1) for _ in range(n))
+    ]
 
 
 def mse(points: list[tuple[float, float]], w: float, b: float) -> float:
@@ -38,7 +41,10 @@ def train(cfg: DictConfig) -> float:
     train_set, val_set = data[: cfg.data.n_train], data[cfg.data.n_train :]
     w, b = fit(train_set, cfg.lr, cfg.epochs)
     val_loss = mse(val_set, w, b)
-    log.info(f"lr={cfg.lr} epochs={cfg.epochs} seed={cfg.seed}: w={w:.3f} b={b:.3f} val_loss={val_loss:.5f}")
+    log.info(
+        f"lr={cfg.lr} epochs={cfg.epochs} seed={cfg.seed}: "
+        f"w={w:.3f} b={b:.3f} val_loss={val_loss:.5f}"
+    )
     with open("model.json", "w", encoding="utf-8") as f:
         json.dump({"w": w, "b": b, "val_loss": val_loss}, f)
     return val_loss

@@ -1,4 +1,5 @@
 """Runs the small Hydra apps in tests/apps as a user would: `python app.py -m ...`."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,11 @@ def run_app(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(APPS / app), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -2,6 +2,7 @@
 
 The fixes touch the emulator's internals, so its version is pinned in setup.py.
 """
+
 from __future__ import annotations
 
 import http.server

@@ -1,4 +1,5 @@
 """Hydra's own launcher suites, on the local backend."""
+
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import (

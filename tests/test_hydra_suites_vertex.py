@@ -1,4 +1,5 @@
 """Hydra's own launcher suites on vertex_pipeline, against the fake Vertex and the GCS emulator."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List
@@ -46,7 +47,8 @@ class TestVertexLauncherBatched(BatchedSweeperTestSuite):
 
 class TestVertexLauncherIntegration(IntegrationTestSuite):
     # These assert the submitter's own paths, which a container cannot have; the mapping a
-    # step uses instead is shown by test_vertex_backend.py::test_working_dirs_map_into_the_container.
+    # step uses instead is shown by test_vertex_backend.py:
+    # test_working_dirs_map_into_the_container.
     test_custom_sweeper_run_workdir = None
     test_get_orig_dir_multirun = None
     test_to_absolute_path_multirun = None

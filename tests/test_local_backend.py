@@ -1,4 +1,5 @@
 """The whole flow on the local backend, as a user runs it."""
+
 from __future__ import annotations
 
 import os
@@ -67,19 +68,24 @@ def test_steps_run_in_parallel_up_to_max_parallel(tmp_path: Path) -> None:
     board = tmp_path / "board"
     args = ["-m", "+x=0,1,2,3", LOCAL, f"+board={board}", f"hydra.sweep.dir={tmp_path / 'm'}"]
     # Each job waits until all four have started: only four at once can get through.
-    proc = run_app("rendezvous.py", [*args, "+wait_for=4", "hydra.launcher.local.max_parallel=4"], tmp_path)
+    proc = run_app(
+        "rendezvous.py", [*args, "+wait_for=4", "hydra.launcher.local.max_parallel=4"], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_max_parallel_caps_concurrency(tmp_path: Path) -> None:
     board = tmp_path / "board"
     args = ["-m", "+x=0,1,2,3", LOCAL, f"+board={board}", f"hydra.sweep.dir={tmp_path / 'm'}"]
-    proc = run_app("rendezvous.py", [*args, "+sleep=0.5", "hydra.launcher.local.max_parallel=2"], tmp_path)
+    proc = run_app(
+        "rendezvous.py", [*args, "+sleep=0.5", "hydra.launcher.local.max_parallel=2"], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     spans = [read_json(p) for p in board.glob("*.json")]
     assert len(spans) == 4
     most_at_once = max(
-        sum(1 for other in spans if other["start"] <= span["start"] < other["end"]) for span in spans
+        sum(1 for other in spans if other["start"] <= span["start"] < other["end"])
+        for span in spans
     )
     assert most_at_once <= 2
 
@@ -87,9 +93,20 @@ def test_max_parallel_caps_concurrency(tmp_path: Path) -> None:
 def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path) -> None:
     board, sweep = tmp_path / "board", tmp_path / "m"
     launcher = subprocess.Popen(
-        [sys.executable, str(APPS / "rendezvous.py"), "-m", "+x=0,1", LOCAL, f"+board={board}",
-         "+sleep=120", f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            str(APPS / "rendezvous.py"),
+            "-m",
+            "+x=0,1",
+            LOCAL,
+            f"+board={board}",
+            "+sleep=120",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         _wait_until(lambda: len(list(board.glob("*.json"))) == 2, timeout=60)
@@ -110,7 +127,8 @@ def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path) -> None:
 def test_vertex_settings_missing_are_named_before_anything_is_staged(tmp_path: Path) -> None:
     sweep = tmp_path / "m"
     proc = run_app(
-        "flaky.py", ["-m", "+x=1", "hydra/launcher=vertex_pipeline", f"hydra.sweep.dir={sweep}"],
+        "flaky.py",
+        ["-m", "+x=1", "hydra/launcher=vertex_pipeline", f"hydra.sweep.dir={sweep}"],
         tmp_path,
     )
     assert proc.returncode != 0

@@ -1,4 +1,5 @@
 """The staging root, on a local folder and on Cloud Storage (through gcp-storage-emulator)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Third-party sweepers get real values back; apps that do not use the launcher stay light."""
+
 from __future__ import annotations
 
 import subprocess
@@ -13,9 +14,19 @@ HEAVY = ("kfp", "google.cloud.aiplatform", "google.cloud.storage", "google.cloud
 
 def _optuna_best(launcher: str, sweep: Path) -> dict:
     subprocess.run(
-        [sys.executable, str(EXAMPLE), "--config-name", "optuna", "-m", f"hydra/launcher={launcher}",
-         f"hydra.sweep.dir={sweep}"],
-        cwd=sweep.parent, check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            str(EXAMPLE),
+            "--config-name",
+            "optuna",
+            "-m",
+            f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=sweep.parent,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     results: dict = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     return results
@@ -39,7 +50,11 @@ def test_an_app_that_does_not_use_the_launcher_imports_no_cloud_library(tmp_path
     )
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", str(app), "-m", "+x=1,2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     # Hydra's scan loads plugin modules with exec_module, which -X importtime does not list.
     assert "hydra_plugins.hydra_vertex_pipeline_launcher.config" in proc.stdout, "not scanned"

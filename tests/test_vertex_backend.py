@@ -1,4 +1,5 @@
 """vertex_pipeline against the fake Vertex (real aiplatform REST client) and the GCS emulator."""
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,11 @@ VERTEX = "hydra/launcher=vertex_pipeline"
 
 def _start(app: str, args: List[str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(APPS / app), *args], cwd=cwd,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, str(APPS / app), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -42,11 +46,17 @@ def test_a_sweep_comes_back_as_on_the_local_backend(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep = tmp_path / "multirun"
-    args = ["-m", "+x=1,3", VERTEX, f"hydra.sweep.dir={sweep}", *vertex_overrides(fake_vertex, gcs_bucket),
-            "hydra.launcher.service_account=runner@test-proj.iam.gserviceaccount.com",
-            "hydra.launcher.network=projects/1/global/networks/vpc",
-            "hydra.launcher.encryption_spec_key_name=projects/p/locations/l/keyRings/r/cryptoKeys/k",
-            "+hydra.launcher.labels.Team=ML Research"]
+    args = [
+        "-m",
+        "+x=1,3",
+        VERTEX,
+        f"hydra.sweep.dir={sweep}",
+        *vertex_overrides(fake_vertex, gcs_bucket),
+        "hydra.launcher.service_account=runner@test-proj.iam.gserviceaccount.com",
+        "hydra.launcher.network=projects/1/global/networks/vpc",
+        "hydra.launcher.encryption_spec_key_name=projects/p/locations/l/keyRings/r/cryptoKeys/k",
+        "+hydra.launcher.labels.Team=ML Research",
+    ]
     proc = run_app("flaky.py", args, tmp_path)
     assert proc.returncode == 0, proc.stderr
 
@@ -60,8 +70,11 @@ def test_a_sweep_comes_back_as_on_the_local_backend(
     (job_id,) = fake_vertex.jobs
     assert re.fullmatch(r"flaky-\d{8}-\d{6}-[0-9a-f]{6}", job_id)
     body = fake_vertex.jobs[job_id].body
-    assert body["labels"] == {"hydra_job_name": "flaky", "launcher": "hydra-vertex-pipeline",
-                              "team": "ml-research"}
+    assert body["labels"] == {
+        "hydra_job_name": "flaky",
+        "launcher": "hydra-vertex-pipeline",
+        "team": "ml-research",
+    }
     assert body["serviceAccount"] == "runner@test-proj.iam.gserviceaccount.com"
     assert body["network"] == "projects/1/global/networks/vpc"
     assert body["encryptionSpec"]["kmsKeyName"].endswith("cryptoKeys/k")
@@ -88,9 +101,16 @@ def test_one_status_read_per_poll_for_the_whole_run(
     sweep = tmp_path / "multirun"
     jobs = ",".join(str(x) for x in range(50))
     proc = run_app(
-        "flaky.py", ["-m", f"+x={jobs}", VERTEX, f"hydra.sweep.dir={sweep}",
-                     *vertex_overrides(fake_vertex, gcs_bucket)],
-        tmp_path, timeout=600,
+        "flaky.py",
+        [
+            "-m",
+            f"+x={jobs}",
+            VERTEX,
+            f"hydra.sweep.dir={sweep}",
+            *vertex_overrides(fake_vertex, gcs_bucket),
+        ],
+        tmp_path,
+        timeout=600,
     )
     assert proc.returncode != 0  # x=2 raises; the 49 others finish
     (job_id,) = fake_vertex.jobs
@@ -104,23 +124,33 @@ def test_one_status_read_per_poll_for_the_whole_run(
 
 def test_ctrl_c_cancels_the_run(fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
-    launcher = _start("rendezvous.py", ["-m", "+x=0,1", VERTEX, f"hydra.sweep.dir={sweep}",
-                                        f"+board={tmp_path / 'board'}", "+sleep=120",
-                                        *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    launcher = _start(
+        "rendezvous.py",
+        [
+            "-m",
+            "+x=0,1",
+            VERTEX,
+            f"hydra.sweep.dir={sweep}",
+            f"+board={tmp_path / 'board'}",
+            "+sleep=120",
+            *vertex_overrides(fake_vertex, gcs_bucket),
+        ],
+        tmp_path,
+    )
     try:
         job_id = _only_job(fake_vertex)
         for task_key in fake_vertex.jobs[job_id].tasks:
             fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
-        _wait_until(lambda: all(
-            (sweep / n / "vertex_status.json").exists() for n in ("0", "1")
-        ))
+        _wait_until(lambda: all((sweep / n / "vertex_status.json").exists() for n in ("0", "1")))
         launcher.send_signal(signal.SIGINT)
         output, _ = launcher.communicate(timeout=60)
     finally:
         launcher.kill()
     assert launcher.returncode != 0
     assert fake_vertex.requests["cancel"] == 1
-    assert fake_vertex.wait_for_state(job_id, {"CANCELLED"}, timeout=30) == "PIPELINE_STATE_CANCELLED"
+    assert (
+        fake_vertex.wait_for_state(job_id, {"CANCELLED"}, timeout=30) == "PIPELINE_STATE_CANCELLED"
+    )
     for num in ("0", "1"):
         assert read_json(sweep / num / "vertex_status.json")["state"] == "CANCELLED"
     assert read_json(sweep / "vertex_pipeline" / job_id / "run.json")["state"] == "CANCELLED"
@@ -132,8 +162,17 @@ def test_a_killed_task_fails_its_job_only(
 ) -> None:
     sweep = tmp_path / "multirun"
     fake_vertex.hold_tasks()
-    launcher = _start("flaky.py", ["-m", "+x=1,3,4", VERTEX, f"hydra.sweep.dir={sweep}",
-                                   *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    launcher = _start(
+        "flaky.py",
+        [
+            "-m",
+            "+x=1,3,4",
+            VERTEX,
+            f"hydra.sweep.dir={sweep}",
+            *vertex_overrides(fake_vertex, gcs_bucket),
+        ],
+        tmp_path,
+    )
     job_id = _only_job(fake_vertex)
     fake_vertex.kill_task(job_id, "#1 ")
     fake_vertex.release_tasks()
@@ -154,8 +193,17 @@ def test_transient_errors_are_retried_and_the_run_is_created_once(
     fake_vertex.fail_create_after_commit()
     fake_vertex.fail_next("get", count=2, status=503)
     sweep = tmp_path / "multirun"
-    proc = run_app("flaky.py", ["-m", "+x=1", VERTEX, f"hydra.sweep.dir={sweep}",
-                                *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    proc = run_app(
+        "flaky.py",
+        [
+            "-m",
+            "+x=1",
+            VERTEX,
+            f"hydra.sweep.dir={sweep}",
+            *vertex_overrides(fake_vertex, gcs_bucket),
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(fake_vertex.jobs) == 1
     assert fake_vertex.requests["create"] == 1, "an ambiguous create is looked up, not repeated"
@@ -167,8 +215,17 @@ def test_an_object_that_would_escape_the_job_dir_is_refused(
 ) -> None:
     sweep = tmp_path / "multirun"
     fake_vertex.hold_tasks()
-    launcher = _start("flaky.py", ["-m", "+x=1", VERTEX, f"hydra.sweep.dir={sweep}",
-                                   *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    launcher = _start(
+        "flaky.py",
+        [
+            "-m",
+            "+x=1",
+            VERTEX,
+            f"hydra.sweep.dir={sweep}",
+            *vertex_overrides(fake_vertex, gcs_bucket),
+        ],
+        tmp_path,
+    )
     job_id = _only_job(fake_vertex)
     evil = storage.Client().bucket(gcs_bucket).blob(f"hydra/{job_id}/jobs/0/output/../../x")
     evil.upload_from_string(b"evil")
@@ -185,8 +242,14 @@ def test_an_object_that_would_escape_the_job_dir_is_refused(
 def test_working_dirs_map_into_the_container(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
-    args = ["-m", "+x=7", VERTEX, "hydra.sweep.dir=cli_dir", "hydra.job.chdir=True",
-            *vertex_overrides(fake_vertex, gcs_bucket)]
+    args = [
+        "-m",
+        "+x=7",
+        VERTEX,
+        "hydra.sweep.dir=cli_dir",
+        "hydra.job.chdir=True",
+        *vertex_overrides(fake_vertex, gcs_bucket),
+    ]
     proc = run_app("chatty.py", args, tmp_path)
     assert proc.returncode == 0, proc.stderr
 
@@ -203,8 +266,18 @@ def test_a_running_jobs_log_streams_into_its_dir(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep, go = tmp_path / "multirun", tmp_path / "go"
-    launcher = _start("chatty.py", ["-m", "+x=5", VERTEX, f"hydra.sweep.dir={sweep}", f"+go={go}",
-                                    *vertex_overrides(fake_vertex, gcs_bucket)], tmp_path)
+    launcher = _start(
+        "chatty.py",
+        [
+            "-m",
+            "+x=5",
+            VERTEX,
+            f"hydra.sweep.dir={sweep}",
+            f"+go={go}",
+            *vertex_overrides(fake_vertex, gcs_bucket),
+        ],
+        tmp_path,
+    )
     local_log = sweep / "0" / "chatty.log"
     try:
         _wait_until(lambda: local_log.exists() and "step 1" in local_log.read_text())
@@ -220,8 +293,13 @@ def test_a_running_jobs_log_streams_into_its_dir(
 def test_a_missing_bucket_stops_the_launch_before_anything_is_submitted(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
-    args = ["-m", "+x=1", VERTEX, *vertex_overrides(fake_vertex, gcs_bucket),
-            "hydra.launcher.staging_root=gs://no-such-bucket/hydra"]
+    args = [
+        "-m",
+        "+x=1",
+        VERTEX,
+        *vertex_overrides(fake_vertex, gcs_bucket),
+        "hydra.launcher.staging_root=gs://no-such-bucket/hydra",
+    ]
     proc = run_app("flaky.py", args, tmp_path)
     assert proc.returncode != 0
     assert "hydra.launcher.staging_root=gs://no-such-bucket/hydra" in proc.stderr
@@ -233,8 +311,13 @@ def test_a_missing_bucket_stops_the_launch_before_anything_is_submitted(
 def test_vertex_needs_a_gcs_staging_root(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path, staging_root: str
 ) -> None:
-    args = ["-m", "+x=1", VERTEX, *vertex_overrides(fake_vertex, gcs_bucket),
-            f"hydra.launcher.staging_root={staging_root}"]
+    args = [
+        "-m",
+        "+x=1",
+        VERTEX,
+        *vertex_overrides(fake_vertex, gcs_bucket),
+        f"hydra.launcher.staging_root={staging_root}",
+    ]
     proc = run_app("flaky.py", args, tmp_path)
     assert proc.returncode != 0
     assert f"hydra.launcher.staging_root={staging_root!r}" in proc.stderr

@@ -1,4 +1,5 @@
 """Settings that point the vertex_pipeline launcher at the fake Vertex and the GCS emulator."""
+
 from __future__ import annotations
 
 from typing import List

@@ -1,4 +1,5 @@
 """Submit: the small interface every backend speaks, and the choice of backend."""
+
 from __future__ import annotations
 
 import os

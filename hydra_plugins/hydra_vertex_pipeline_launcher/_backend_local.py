@@ -3,6 +3,7 @@
 Each task's command, args and env are read from the compiled spec, exactly as Vertex would
 run them; only the image is ignored and `python` is this interpreter.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,14 +44,18 @@ def read_steps(spec_path: Path) -> List[LocalStep]:
     ]
 
 
-def _step(name: str, task: Dict[str, Any], components: Dict[str, Any], executors: Dict[str, Any]) -> LocalStep:
+def _step(
+    name: str, task: Dict[str, Any], components: Dict[str, Any], executors: Dict[str, Any]
+) -> LocalStep:
     component = components[task["componentRef"]["name"]]
     container = executors[component["executorLabel"]]["container"]
     params = {
         key: str(value["runtimeValue"]["constant"])
         for key, value in task.get("inputs", {}).get("parameters", {}).items()
     }
-    argv = [_resolve(part, params) for part in container.get("command", []) + container.get("args", [])]
+    argv = [
+        _resolve(part, params) for part in container.get("command", []) + container.get("args", [])
+    ]
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     return LocalStep(
@@ -143,8 +148,13 @@ class LocalBackend:
                 # A new session keeps the terminal's Ctrl-C away from the steps: the launcher
                 # decides whether they are cancelled.
                 proc = subprocess.Popen(
-                    step.argv, cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
+                    step.argv,
+                    cwd=self.cwd,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
                 self._procs[step.task_name] = proc
                 self._tasks[step.task_name] = TaskStatus(State.RUNNING, started)

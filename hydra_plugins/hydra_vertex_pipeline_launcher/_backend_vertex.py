@@ -1,9 +1,10 @@
-"""The vertex backend: the compiled spec becomes a Vertex AI PipelineJob, through aiplatform's client.
+"""The vertex backend: the compiled spec becomes a Vertex AI PipelineJob, via aiplatform's client.
 
 REST everywhere: the same transport reaches Vertex and, for an http:// api_endpoint, a local
 emulator (gRPC there always wants TLS). PipelineJob.submit()/wait() are not used: submit creates
 buckets through other APIs and wait() polls every 5 s forever.
 """
+
 from __future__ import annotations
 
 import functools
@@ -122,7 +123,7 @@ class VertexBackend:
         return job
 
     def _create_once(self, job: Any) -> Any:
-        """Creates the run; after an answer that leaves it unclear, looks it up before trying again."""
+        """Creates the run; after an unclear answer, looks it up before trying again."""
         from google.api_core import exceptions
 
         deadline = time.monotonic() + self.settings.request_timeout
@@ -130,8 +131,11 @@ class VertexBackend:
         while True:
             try:
                 return self._client.create_pipeline_job(
-                    parent=self.parent, pipeline_job=job, pipeline_job_id=self.run.run_id,
-                    retry=None, timeout=self.settings.request_timeout,
+                    parent=self.parent,
+                    pipeline_job=job,
+                    pipeline_job_id=self.run.run_id,
+                    retry=None,
+                    timeout=self.settings.request_timeout,
                 )
             except exceptions.Conflict:  # 409: the id exists, so an earlier try created it
                 return self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
@@ -141,7 +145,9 @@ class VertexBackend:
                     return existing
                 if time.monotonic() + delay > deadline:
                     raise
-                log.warning(f"Creating {self.resource_name} failed ({e!r}); retrying in {delay:.0f}s")
+                log.warning(
+                    f"Creating {self.resource_name} failed ({e!r}); retrying in {delay:.0f}s"
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -158,7 +164,9 @@ class VertexBackend:
         from google.api_core import retry
 
         return retry.Retry(
-            predicate=retry.if_exception_type(*_transient()), initial=0.5, maximum=30.0,
+            predicate=retry.if_exception_type(*_transient()),
+            initial=0.5,
+            maximum=30.0,
             timeout=self.settings.request_timeout,
         )(request)()
 
@@ -193,7 +201,8 @@ def _pipeline_client(settings: VertexPipelineLauncherConf) -> Any:
         credentials = AnonymousCredentials()
     try:
         return aiplatform_v1.PipelineServiceClient(
-            credentials=credentials, transport="rest",
+            credentials=credentials,
+            transport="rest",
             client_options=ClientOptions(api_endpoint=endpoint),
         )
     except auth_exceptions.DefaultCredentialsError as e:

@@ -26,7 +26,9 @@ def build_pipeline(
     component = _job_component(settings, run_root_uri, staged.shared_digest)
     task_jobs: Dict[str, int] = {}
 
-    @dsl.pipeline(name=pipeline_name, description="Hydra jobs launched by hydra-vertex-pipeline-launcher")
+    @dsl.pipeline(
+        name=pipeline_name, description="Hydra jobs launched by hydra-vertex-pipeline-launcher"
+    )
     def hydra_sweep() -> None:
         for job in jobs:
             task = component(job_num=str(job.num), job_digest=staged.job_digests[job.num])
@@ -45,10 +47,14 @@ def _job_component(
 
     image = settings.image or PLACEHOLDER_IMAGE
     fixed_args = [
-        "--run-root", run_root_uri,
-        "--shared-digest", shared_digest,
-        "--log-upload-interval", str(settings.log_upload_interval),
-        "--request-timeout", str(settings.request_timeout),
+        "--run-root",
+        run_root_uri,
+        "--shared-digest",
+        shared_digest,
+        "--log-upload-interval",
+        str(settings.log_upload_interval),
+        "--request-timeout",
+        str(settings.request_timeout),
     ]
 
     @dsl.container_component

@@ -1,4 +1,5 @@
 """Collect: a finished job's outputs and result come back from the staging root into its dir."""
+
 from __future__ import annotations
 
 import copy
@@ -91,7 +92,9 @@ def _read_result(
     return job_return, error
 
 
-def _map_paths(job_return: JobReturn, result: Dict[str, Any], local_dir: Path, local_cwd: str) -> None:
+def _map_paths(
+    job_return: JobReturn, result: Dict[str, Any], local_dir: Path, local_cwd: str
+) -> None:
     """The step's paths (a container's, on Vertex) become this machine's."""
     job_return.working_dir = str(local_dir) if result["ran_in_output_dir"] else local_cwd
     if isinstance(job_return.hydra_cfg, DictConfig):

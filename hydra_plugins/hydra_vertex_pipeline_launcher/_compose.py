@@ -1,4 +1,5 @@
-"""Compose: each job's sweep config, number and output dir, on this machine, before anything leaves it."""
+"""Compose: each job's sweep config, number and output dir, before anything leaves this machine."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

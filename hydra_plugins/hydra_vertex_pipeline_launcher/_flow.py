@@ -1,4 +1,5 @@
 """One launch() call: compose -> stage -> build -> submit -> watch -> collect."""
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ import signal
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List, Sequence
 
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.types import HydraContext, TaskFunction
@@ -69,12 +70,16 @@ def _submit_and_watch(
     by_num: Dict[int, ComposedJob],
     local_cwd: str,
 ) -> Dict[int, JobReturn]:
-    files = StatusFiles(run.local_dir / "run.json", watched, {
-        "run_id": run.run_id,
-        "backend": settings.backend,
-        "staging_root": run.staging_uri,
-        "pipeline_spec": str(run.local_dir / "pipeline.yaml"),
-    })
+    files = StatusFiles(
+        run.local_dir / "run.json",
+        watched,
+        {
+            "run_id": run.run_id,
+            "backend": settings.backend,
+            "staging_root": run.staging_uri,
+            "pipeline_spec": str(run.local_dir / "pipeline.yaml"),
+        },
+    )
     record = files.run_record
     returns: Dict[int, JobReturn] = {}
 
@@ -126,7 +131,9 @@ def new_run_id(name: str) -> str:
     return slug[: RUN_ID_LIMIT - len(suffix)].rstrip("-") + suffix
 
 
-def _log_plan(settings: VertexPipelineLauncherConf, run: RunContext, jobs: List[ComposedJob]) -> None:
+def _log_plan(
+    settings: VertexPipelineLauncherConf, run: RunContext, jobs: List[ComposedJob]
+) -> None:
     log.info(
         f"Launching {len(jobs)} jobs as pipeline run {run.run_id} ({settings.backend} backend)"
     )

@@ -1,4 +1,5 @@
-"""Where each object of a run lives below `<staging_root>/<run_id>/`: shared by launcher and step."""
+"""Where each object of a run lives below `<staging_root>/<run_id>/`, for launcher and step."""
+
 from __future__ import annotations
 
 SHARED_PAYLOAD = "shared.pkl"

@@ -1,8 +1,11 @@
-"""The step: what each pipeline task runs, as `python -m hydra_plugins.hydra_vertex_pipeline_launcher._remote`.
+"""The step: what each pipeline task runs.
+
+`python -m hydra_plugins.hydra_vertex_pipeline_launcher._remote` in the container:
 
 Fetches and checks the payload, restores Hydra's state, runs the job, and hands back its output
 dir and result through the staging root, also when the task raised. Exits 1 when the job failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +44,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         job_return = JobReturn(status=JobStatus.FAILED, _return_value=e, working_dir=os.getcwd())
         trace, output_dir = traceback.format_exc(), Path(os.getcwd())
         print(trace, file=sys.stderr)
-    result = _result_bytes(job_return, trace, ran_in_output_dir=_same_dir(job_return.working_dir, output_dir))
+    result = _result_bytes(
+        job_return, trace, ran_in_output_dir=_same_dir(job_return.working_dir, output_dir)
+    )
     storage.write_many({_layout.job_result(args.job): result})
     return 0 if job_return.status is JobStatus.COMPLETED else 1
 
@@ -58,7 +63,9 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[JobRetu
     HydraConfig.instance().set_config(sweep_config)
     output_dir = _output_dir(sweep_config)
     log_file = output_dir / f"{sweep_config.hydra.job.name}.log"
-    with _streaming_log(storage, log_file, _layout.job_live_log(args.job), args.log_upload_interval):
+    with _streaming_log(
+        storage, log_file, _layout.job_live_log(args.job), args.log_upload_interval
+    ):
         job_return = _run(shared, sweep_config)
         trace = _log_failure(job_return)
     if output_dir.is_dir():

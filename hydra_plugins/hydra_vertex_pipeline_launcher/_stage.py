@@ -1,4 +1,5 @@
-"""Stage: each job's readable configs and payload go to the staging root, in one parallel transfer."""
+"""Stage: all jobs' readable configs and payloads go to the staging root in one transfer."""
+
 from __future__ import annotations
 
 import hashlib

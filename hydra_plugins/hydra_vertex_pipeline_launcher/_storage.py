@@ -2,6 +2,7 @@
 
 Used by the launcher (stage, collect) and by the remote step (fetch payload, mirror outputs).
 """
+
 from __future__ import annotations
 
 import io
@@ -64,7 +65,11 @@ def safe_relative(name: str) -> PurePosixPath:
 
 
 def files_below(local_dir: Path, skip: AbstractSet[str] = frozenset()) -> List[PurePosixPath]:
-    found = (PurePosixPath(p.relative_to(local_dir).as_posix()) for p in local_dir.rglob("*") if p.is_file())
+    found = (
+        PurePosixPath(p.relative_to(local_dir).as_posix())
+        for p in local_dir.rglob("*")
+        if p.is_file()
+    )
     return sorted(rel for rel in found if str(rel) not in skip)
 
 
@@ -116,7 +121,9 @@ class LocalStorage:
         except FileNotFoundError:
             return None
 
-    def upload_dir(self, local_dir: Path, prefix: str, skip: AbstractSet[str] = frozenset()) -> None:
+    def upload_dir(
+        self, local_dir: Path, prefix: str, skip: AbstractSet[str] = frozenset()
+    ) -> None:
         for rel in files_below(local_dir, skip):
             self.upload_file(local_dir / rel, f"{prefix}/{rel}")
 
@@ -124,6 +131,7 @@ class LocalStorage:
         dest = self.root / safe_relative(name)
         if dest.exists() and os.path.samefile(local_file, dest):
             return
+
         # A hard link costs no disk: the local backend's outputs already sit in the job dir.
         def link_or_copy(tmp: str) -> None:
             os.unlink(tmp)
@@ -191,7 +199,7 @@ class GcsStorage:
         from google.cloud import storage
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        bucket_name, _, prefix = root_uri[len("gs://"):].partition("/")
+        bucket_name, _, prefix = root_uri[len("gs://") :].partition("/")
         if not bucket_name:
             raise LauncherConfigError(
                 f"hydra.launcher.staging_root={root_uri!r} names no bucket. "
@@ -215,10 +223,15 @@ class GcsStorage:
 
         setting = f"hydra.launcher.staging_root=gs://{self.bucket_name}/{self.prefix}"
         try:
-            list(self._client.list_blobs(
-                self._bucket, prefix=self._key(""), max_results=1,
-                timeout=self.timeout, retry=self.retry,
-            ))
+            list(
+                self._client.list_blobs(
+                    self._bucket,
+                    prefix=self._key(""),
+                    max_results=1,
+                    timeout=self.timeout,
+                    retry=self.retry,
+                )
+            )
         except exceptions.NotFound as e:
             raise LauncherConfigError(
                 f"{setting}: bucket {self.bucket_name!r} does not exist. Create it "
@@ -243,10 +256,15 @@ class GcsStorage:
         except exceptions.NotFound:
             return None
 
-    def upload_dir(self, local_dir: Path, prefix: str, skip: AbstractSet[str] = frozenset()) -> None:
-        self._upload([
-            (str(local_dir / rel), self._key(f"{prefix}/{rel}")) for rel in files_below(local_dir, skip)
-        ])
+    def upload_dir(
+        self, local_dir: Path, prefix: str, skip: AbstractSet[str] = frozenset()
+    ) -> None:
+        self._upload(
+            [
+                (str(local_dir / rel), self._key(f"{prefix}/{rel}"))
+                for rel in files_below(local_dir, skip)
+            ]
+        )
 
     def upload_file(self, local_file: Path, name: str) -> None:
         self._bucket.blob(self._key(name)).upload_from_filename(
@@ -255,10 +273,12 @@ class GcsStorage:
 
     def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
         key_prefix = self._key(prefix) + "/"
-        blobs = list(self._client.list_blobs(
-            self._bucket, prefix=key_prefix, timeout=self.timeout, retry=self.retry
-        ))
-        by_name = {b.name[len(key_prefix):]: b for b in blobs}
+        blobs = list(
+            self._client.list_blobs(
+                self._bucket, prefix=key_prefix, timeout=self.timeout, retry=self.retry
+            )
+        )
+        by_name = {b.name[len(key_prefix) :]: b for b in blobs}
         pairs, refused = _destinations(list(by_name), local_dir)
         self._raise_first(self._download([(by_name[name], dest) for name, dest in pairs]))
         _raise_refusals(refused)
@@ -268,17 +288,19 @@ class GcsStorage:
         from google.api_core import exceptions
 
         pairs = [(self._bucket.blob(self._key(name)), dest) for name, dest in targets.items()]
-        self._raise_first([
-            r for r in self._download(pairs) if not isinstance(r, exceptions.NotFound)
-        ])
+        self._raise_first(
+            [r for r in self._download(pairs) if not isinstance(r, exceptions.NotFound)]
+        )
 
     def _upload(self, sources_and_keys: List[Tuple[Any, str]]) -> None:
         from google.cloud.storage import transfer_manager
 
         transfer_manager.upload_many(
             [(source, self._bucket.blob(key)) for source, key in sources_and_keys],
-            upload_kwargs=self._transfer_kwargs(), worker_type=transfer_manager.THREAD,
-            max_workers=MAX_WORKERS, raise_exception=True,
+            upload_kwargs=self._transfer_kwargs(),
+            worker_type=transfer_manager.THREAD,
+            max_workers=MAX_WORKERS,
+            raise_exception=True,
         )
 
     def _download(self, pairs: List[Tuple[Any, Path]]) -> List[Any]:
@@ -289,7 +311,8 @@ class GcsStorage:
         try:
             results = transfer_manager.download_many(
                 [(blob, tmp) for (blob, _), tmp in zip(pairs, temps)],
-                download_kwargs=self._transfer_kwargs(), worker_type=transfer_manager.THREAD,
+                download_kwargs=self._transfer_kwargs(),
+                worker_type=transfer_manager.THREAD,
                 max_workers=MAX_WORKERS,
             )
             for result, tmp, (_, dest) in zip(results, temps, pairs):

@@ -1,4 +1,5 @@
 """Watch: one status read of the whole run per poll; every status file is written here."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ._layout import JOB_STATUS_FILE
 from ._backend import PipelineBackend, RunStatus, State, TaskStatus
+from ._layout import JOB_STATUS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _write_json(path: Path, data: Dict[str, Any]) -> None:
 
 
 class StatusFiles:
-    """The run's status in the sweep dir and each job's in its own dir, rewritten on every change."""
+    """The run's status in the sweep dir, each job's in its own dir; rewritten on every change."""
 
     def __init__(self, run_file: Path, jobs: List[WatchedJob], run_record: Dict[str, Any]) -> None:
         self.run_file = run_file
@@ -83,7 +84,13 @@ class StatusFiles:
             }
             for name, job in self.jobs.items()
         }
-        record = {**self.run_record, "state": state.value, "error": error, "updated": _now(), "jobs": jobs}
+        record = {
+            **self.run_record,
+            "state": state.value,
+            "error": error,
+            "updated": _now(),
+            "jobs": jobs,
+        }
         _write_json(self.run_file, record)
 
     def progress(self) -> str:
@@ -128,7 +135,10 @@ class Watcher:
             if status.state.terminal:
                 self._finish_unended(status)
                 self.files.write_run(status.state, status.error)
-                log.info(f"{self.files.run_record['run_id']}: {status.state.value}, {self.files.progress()}")
+                log.info(
+                    f"{self.files.run_record['run_id']}: {status.state.value}, "
+                    f"{self.files.progress()}"
+                )
                 return status
             if changed:
                 self.files.write_run(status.state)

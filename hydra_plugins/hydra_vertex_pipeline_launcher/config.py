@@ -93,8 +93,10 @@ def validate(conf: VertexPipelineLauncherConf) -> None:
                 f"hydra.launcher.staging_root={conf.staging_root!r}: Vertex steps reach only "
                 "Cloud Storage. Set it to gs://<bucket>/<prefix>."
             )
-    elif conf.staging_root and "://" in conf.staging_root and not conf.staging_root.startswith(
-        "gs://"
+    elif (
+        conf.staging_root
+        and "://" in conf.staging_root
+        and not conf.staging_root.startswith("gs://")
     ):
         raise LauncherConfigError(
             f"hydra.launcher.staging_root={conf.staging_root!r}: only a local folder or "
@@ -105,9 +107,7 @@ def validate(conf: VertexPipelineLauncherConf) -> None:
     _check_positive(conf.log_upload_interval, "log_upload_interval")
     _check_positive(conf.request_timeout, "request_timeout")
     if conf.retries < 0:
-        raise LauncherConfigError(
-            f"hydra.launcher.retries={conf.retries}: set it to 0 or more."
-        )
+        raise LauncherConfigError(f"hydra.launcher.retries={conf.retries}: set it to 0 or more.")
     if conf.local.max_parallel is not None and conf.local.max_parallel < 1:
         raise LauncherConfigError(
             f"hydra.launcher.local.max_parallel={conf.local.max_parallel}: set it to 1 or more,"

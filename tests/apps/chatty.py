@@ -1,4 +1,5 @@
 """Logs a line, waits for a go-file (+go=PATH), logs another; records where it ran."""
+
 import json
 import logging
 import os

@@ -1,4 +1,5 @@
 """Writes a file and logs; the job with x=2 raises."""
+
 import logging
 from pathlib import Path
 

@@ -3,6 +3,7 @@
 +wait_for=N: a job waits until N jobs have started (a rendezvous that only concurrency passes).
 +sleep=S: then sleeps S seconds.
 """
+
 import json
 import os
 import time
