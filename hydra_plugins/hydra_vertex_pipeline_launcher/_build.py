@@ -1,6 +1,7 @@
 """Build: one KFP v2 pipeline, one container task per job, compiled by kfp's own compiler."""
 # No `from __future__ import annotations`: kfp reads the component's annotations as types.
 
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -55,6 +56,8 @@ def _job_component(
         str(settings.log_upload_interval),
         "--request-timeout",
         str(settings.request_timeout),
+        "--python",
+        f"{sys.version_info.major}.{sys.version_info.minor}",
     ]
 
     @dsl.container_component

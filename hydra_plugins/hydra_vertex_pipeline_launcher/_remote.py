@@ -53,6 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[JobReturn, str, Path]:
     """Runs the job; its output dir reaches the staging root also when the task raised."""
+    _check_python(args.python)
     shared = _load_checked(storage, _layout.SHARED_PAYLOAD, args.shared_digest)
     job = _load_checked(storage, _layout.job_payload(args.job), args.job_digest)
     sweep_config: DictConfig = job["sweep_config"]
@@ -81,7 +82,18 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--job-digest", required=True)
     parser.add_argument("--log-upload-interval", type=float, default=15.0)
     parser.add_argument("--request-timeout", type=float, default=120.0)
+    parser.add_argument("--python", help="the launcher's Python, major.minor")
     return parser.parse_args(argv)
+
+
+def _check_python(launcher_python: Optional[str]) -> None:
+    """cloudpickle carries code objects, which only the same Python minor version can load."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if launcher_python and launcher_python != here:
+        raise RuntimeError(
+            f"the launcher pickled this job with Python {launcher_python}, but this image runs "
+            f"Python {here}: build the image from python:{launcher_python} (or launch with {here})"
+        )
 
 
 def _load_checked(storage: Storage, name: str, digest: str) -> Dict[str, Any]:
