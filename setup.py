@@ -24,7 +24,7 @@ setup(
             "pytest>=8",
             "gcp-storage-emulator==2026.7.19",
             "hydra-optuna-sweeper==1.3.0",
-            "ruff",
+            "ruff==0.17.6",
         ],
     },
     classifiers=[

@@ -1,4 +1,5 @@
 """The step refuses what the launcher did not stage, and says why through its result."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,18 @@ from hydra_plugins.hydra_vertex_pipeline_launcher import _remote
 
 
 def _step_args(run_root: Path, shared_digest: str, python: str) -> List[str]:
-    return ["--run-root", str(run_root), "--shared-digest", shared_digest, "--job", "0",
-            "--job-digest", "0" * 64, "--python", python]
+    return [
+        "--run-root",
+        str(run_root),
+        "--shared-digest",
+        shared_digest,
+        "--job",
+        "0",
+        "--job-digest",
+        "0" * 64,
+        "--python",
+        python,
+    ]
 
 
 def _result_error(run_root: Path) -> BaseException:

@@ -322,3 +322,70 @@ def test_vertex_needs_a_gcs_staging_root(
     assert proc.returncode != 0
     assert f"hydra.launcher.staging_root={staging_root!r}" in proc.stderr
     assert fake_vertex.requests["create"] == 0
+
+
+def test_a_run_cancelled_in_the_console_fails_its_unfinished_jobs(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep, go = tmp_path / "multirun", tmp_path / "go"
+    launcher = _start(
+        "chatty.py",
+        [
+            "-m",
+            "+x=1,2",
+            VERTEX,
+            f"hydra.sweep.dir={sweep}",
+            f"+go={go}",
+            *vertex_overrides(fake_vertex, gcs_bucket),
+        ],
+        tmp_path,
+    )
+    try:
+        job_id = _only_job(fake_vertex)
+        for task_key in fake_vertex.jobs[job_id].tasks:
+            fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
+        fake_vertex.cancel(job_id)
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode != 0
+    assert "the run ended CANCELLED" in output or "ended CANCELLED without a result" in output
+    assert f"pipelines/runs/{job_id}" in output
+    for num in ("0", "1"):
+        assert read_json(sweep / num / "vertex_status.json")["state"] in {"FAILED", "CANCELLED"}
+    assert read_json(sweep / "vertex_pipeline" / job_id / "run.json")["state"] == "CANCELLED"
+
+
+def test_ctrl_c_can_leave_the_run_going(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep, go = tmp_path / "multirun", tmp_path / "go"
+    launcher = _start(
+        "chatty.py",
+        [
+            "-m",
+            "+x=1",
+            VERTEX,
+            f"hydra.sweep.dir={sweep}",
+            f"+go={go}",
+            "hydra.launcher.cancel_on_interrupt=false",
+            *vertex_overrides(fake_vertex, gcs_bucket),
+        ],
+        tmp_path,
+    )
+    try:
+        job_id = _only_job(fake_vertex)
+        (task_key,) = fake_vertex.jobs[job_id].tasks
+        fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
+        _wait_until(lambda: (sweep / "0" / "vertex_status.json").exists())
+        launcher.send_signal(signal.SIGINT)
+        output, _ = launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert launcher.returncode != 0
+    assert fake_vertex.requests["cancel"] == 0
+    assert f"pipelines/runs/{job_id}" in output and "goes on" in output
+    go.touch()
+    assert (
+        fake_vertex.wait_for_state(job_id, {"SUCCEEDED"}, timeout=60) == "PIPELINE_STATE_SUCCEEDED"
+    )

@@ -44,6 +44,7 @@ class RunContext:
     """What a backend knows of the run it submits."""
 
     run_id: str  # also the Vertex pipeline job id
+    pipeline_name: str  # the compiled pipeline's name: runs of one app group under it
     job_name: str  # Hydra's job name
     local_dir: Path  # this run's folder in the sweep dir
     staging_uri: str  # <staging_root>/<run_id>

@@ -49,7 +49,9 @@ def launch(
         storage, jobs, task_function, hydra_context, in_container=not backend.steps_share_filesystem
     )
     spec_path = run.local_dir / "pipeline.yaml"
-    task_jobs = build_pipeline(settings, run.run_id, run.staging_uri, jobs, staged, spec_path)
+    task_jobs = build_pipeline(
+        settings, run.pipeline_name, run.staging_uri, jobs, staged, spec_path
+    )
     by_num = {job.num: job for job in jobs}
     watched = [
         WatchedJob(num, task, by_num[num].display_name, by_num[num].local_dir)
@@ -111,24 +113,29 @@ def _submit_and_watch(
 
 def _new_run(settings: VertexPipelineLauncherConf, master_config: DictConfig) -> RunContext:
     job_name = str(master_config.hydra.job.name)
-    run_id = new_run_id(settings.pipeline_name or job_name)
+    pipeline_name = pipeline_slug(settings.pipeline_name or job_name)
+    run_id = new_run_id(pipeline_name)
     sweep_dir = Path(str(master_config.hydra.sweep.dir)).absolute()
     staging_root = settings.staging_root or str(sweep_dir / RUNS_DIR)
     return RunContext(
         run_id=run_id,
+        pipeline_name=pipeline_name,
         job_name=job_name,
         local_dir=sweep_dir / RUNS_DIR / run_id,
         staging_uri=f"{staging_root.rstrip('/')}/{run_id}",
     )
 
 
-def new_run_id(name: str) -> str:
-    """A Vertex pipeline job id, ^[a-z][-a-z0-9]{0,127}$, from the app name and the time."""
+def pipeline_slug(name: str) -> str:
+    """The name lowercased to [a-z0-9-], starting with a letter, as Vertex ids must."""
     slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    if not slug[:1].isalpha():
-        slug = f"hydra-{slug}".rstrip("-")
+    return slug if slug[:1].isalpha() else f"hydra-{slug}".rstrip("-")
+
+
+def new_run_id(pipeline_name: str) -> str:
+    """A Vertex pipeline job id, ^[a-z][-a-z0-9]{0,127}$: the pipeline's name and the time."""
     suffix = f"-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    return slug[: RUN_ID_LIMIT - len(suffix)].rstrip("-") + suffix
+    return pipeline_name[: RUN_ID_LIMIT - len(suffix)].rstrip("-") + suffix
 
 
 def _log_plan(
