@@ -39,16 +39,24 @@ def test_one_failing_job_keeps_every_other_jobs_results(tmp_path: Path) -> None:
 
 def test_layout_of_a_run(tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
-    proc = run_app("flaky.py", ["-m", "+x=1,3", LOCAL, f"hydra.sweep.dir={sweep}"], tmp_path)
+    overrides = ["+x=1,3", "+double=${x}", "+token=${oc.env:API_TOKEN}", "+name=${hydra:job.name}"]
+    env = {**os.environ, "API_TOKEN": "s3cret"}
+    proc = run_app("flaky.py", ["-m", *overrides, LOCAL, f"hydra.sweep.dir={sweep}"], tmp_path, env)
     assert proc.returncode == 0, proc.stderr
 
     (run_dir,) = (sweep / "vertex_pipeline").iterdir()
     spec = yaml.safe_load((run_dir / "pipeline.yaml").read_text())
     names = sorted(t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values())
-    assert names == ["#0 +x=1", "#1 +x=3"]
+    assert [name.split(" +double=")[0] for name in names] == ["#0 +x=1", "#1 +x=3"]
     staged = run_dir / "jobs" / "1"
-    assert yaml.safe_load((staged / "config.yaml").read_text()) == {"x": 3}
-    assert yaml.safe_load((staged / "overrides.yaml").read_text()) == ["+x=3"]
+    # Resolved, but for environment lookups: this machine's secrets stay out of the bucket.
+    assert yaml.safe_load((staged / "config.yaml").read_text()) == {
+        "x": 3,
+        "double": 3,
+        "token": "${oc.env:API_TOKEN}",
+        "name": "flaky",
+    }
+    assert yaml.safe_load((staged / "overrides.yaml").read_text())[0] == "+x=3"
     assert yaml.safe_load((staged / "hydra.yaml").read_text())["job"]["num"] == 1
     assert (staged / "payload.pkl").stat().st_size > 0
     assert (run_dir / "shared.pkl").stat().st_size > 0
@@ -56,7 +64,7 @@ def test_layout_of_a_run(tmp_path: Path) -> None:
     assert run["state"] == "SUCCEEDED" and run["backend"] == "local"
     assert run["jobs"]["1"] == {
         "task_name": run["jobs"]["1"]["task_name"],
-        "display_name": "#1 +x=3",
+        "display_name": names[1],
         "dir": str(sweep / "1"),
         "state": "SUCCEEDED",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
@@ -10,11 +11,13 @@ import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import Container, DictConfig, OmegaConf
 
 from . import _layout
 from ._compose import ComposedJob
 from ._storage import Storage
+
+ENV_LOOKUP = re.compile(r"\$\{(oc\.env|env):")
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,33 @@ def _readable_configs(job: ComposedJob) -> Dict[str, bytes]:
 
 
 def _task_config_yaml(sweep_config: DictConfig) -> str:
-    """The task config as the job will see it: resolved where it can be before the job runs."""
-    task_config = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
-    with open_dict(task_config):
-        task_config.hydra = sweep_config.hydra  # for ${hydra:...} and ${hydra.x} while resolving
+    """The task config as the job will see it, resolved where it can be before the job runs.
+
+    Environment lookups stay as written: the step resolves them from its own environment, and
+    this machine's values (tokens, say) have no business in a bucket.
+    """
+    readable = OmegaConf.create(_keep_env_lookups(OmegaConf.to_container(sweep_config)))
     HydraConfig.instance().set_config(sweep_config)
-    try:
-        resolved: Any = OmegaConf.to_container(task_config, resolve=True)
-    except Exception:  # noqa: BLE001 - a value the job itself will fail on stays as written
-        resolved = OmegaConf.to_container(task_config, resolve=False)
-    resolved.pop("hydra", None)
+    resolved: Dict[str, Any] = {}
+    for key in (k for k in readable if k != "hydra"):
+        try:
+            value = readable[key]
+            resolved[key] = (
+                OmegaConf.to_container(value, resolve=True)
+                if isinstance(value, Container)
+                else value
+            )
+        except Exception:  # noqa: BLE001 - a value the job itself will fail on stays as written
+            resolved[key] = OmegaConf.to_container(readable, resolve=False)[key]
     return OmegaConf.to_yaml(resolved)
+
+
+def _keep_env_lookups(node: Any) -> Any:
+    """Escapes ${oc.env:...} so that resolving leaves it as text."""
+    if isinstance(node, dict):
+        return {key: _keep_env_lookups(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_keep_env_lookups(value) for value in node]
+    if isinstance(node, str):
+        return ENV_LOOKUP.sub(lambda m: "\\" + m.group(0), node)
+    return node
