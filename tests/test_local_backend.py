@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from apputil import APPS, read_json, run_app
 
@@ -98,7 +99,8 @@ def test_max_parallel_caps_concurrency(tmp_path: Path) -> None:
     assert most_at_once <= 2
 
 
-def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path, signum: int) -> None:
     board, sweep = tmp_path / "board", tmp_path / "m"
     launcher = subprocess.Popen(
         [
@@ -119,7 +121,7 @@ def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path) -> None:
     try:
         _wait_until(lambda: len(list(board.glob("*.json"))) == 2, timeout=60)
         pids = [read_json(p)["pid"] for p in board.glob("*.json")]
-        launcher.send_signal(signal.SIGINT)
+        launcher.send_signal(signum)
         output, _ = launcher.communicate(timeout=60)
     finally:
         launcher.kill()
@@ -130,6 +132,41 @@ def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path) -> None:
     for num in ("0", "1"):
         assert read_json(sweep / num / "vertex_status.json")["state"] == "CANCELLED"
     assert read_json(next(sweep.glob("vertex_pipeline/*/run.json")))["state"] == "CANCELLED"
+
+
+def test_ctrl_c_keeps_the_results_of_jobs_that_ended_since_the_last_poll(tmp_path: Path) -> None:
+    board, sweep = tmp_path / "board", tmp_path / "m"
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            str(APPS / "rendezvous.py"),
+            "-m",
+            "+x=0,1",
+            LOCAL,
+            f"+board={board}",
+            "+sleep=120",
+            "+slow_from=1",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.launcher.poll_interval=600",
+            "hydra.launcher.max_poll_interval=600",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_until(
+            lambda: "end" in read_json(board / "0.json") if (board / "0.json").exists() else False,
+            timeout=60,
+        )
+        _wait_until(lambda: (sweep / "0" / ".hydra").exists(), timeout=60)
+        launcher.send_signal(signal.SIGINT)
+        launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert read_json(sweep / "0" / "vertex_status.json")["state"] == "SUCCEEDED"
+    assert read_json(sweep / "1" / "vertex_status.json")["state"] == "CANCELLED"
 
 
 def test_vertex_settings_missing_are_named_before_anything_is_staged(tmp_path: Path) -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Dict, Optional, Protocol
 
 from .config import VertexPipelineLauncherConf, max_parallel
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class State(str, Enum):
@@ -57,9 +62,10 @@ class SubmittedRun:
 
 
 class PipelineBackend(Protocol):
-    name: str
     # True when steps write straight into the local job dirs (nothing to stream back).
     steps_share_filesystem: bool
+    # True when the run goes on after this process ends (and so may be left running).
+    outlives_launcher: bool
 
     def submit(self, spec_path: Path) -> SubmittedRun: ...
 

@@ -12,15 +12,16 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
 
-from ._backend import RunContext, RunStatus, State, SubmittedRun, TaskStatus
+from ._backend import RunContext, RunStatus, State, SubmittedRun, TaskStatus, utc_now
 
 PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 TERMINATE_GRACE_SECONDS = 5.0
@@ -73,13 +74,9 @@ def _resolve(part: str, params: Dict[str, str]) -> str:
     return resolved
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class LocalBackend:
-    name = "local"
     steps_share_filesystem = True
+    outlives_launcher = False
 
     def __init__(self, max_parallel: int, cwd: Path, run: RunContext) -> None:
         self.max_parallel = max_parallel
@@ -112,9 +109,8 @@ class LocalBackend:
             procs = list(self._procs.values())
             for name, status in self._tasks.items():
                 if status.state is State.PENDING:
-                    self._tasks[name] = TaskStatus(State.CANCELLED, ended=_now())
-        for proc in procs:
-            _terminate(proc)
+                    self._tasks[name] = TaskStatus(State.CANCELLED, ended=utc_now())
+        _terminate(procs)
         self.close()
 
     def close(self) -> None:
@@ -122,21 +118,31 @@ class LocalBackend:
             self._pool.shutdown(wait=True)
 
     def _run(self, step: LocalStep) -> None:
+        """Never leaves a task unended: the watcher would wait for it forever."""
+        started = utc_now()
+        try:
+            self._run_attempts(step, started)
+        except Exception:  # noqa: BLE001 - e.g. Popen out of memory or file handles
+            error = f"the local backend could not run the step:\n{traceback.format_exc()}"
+            self._set(step.task_name, TaskStatus(State.FAILED, started, utc_now(), error))
+
+    def _run_attempts(self, step: LocalStep, started: str) -> None:
         console = self.console_dir / f"{step.task_name}.log"
-        started = _now()
         returncode: Optional[int] = None
         for _attempt in range(step.max_retries + 1):
             returncode = self._run_once(step, console, started)
             if returncode == 0:
-                self._set(step.task_name, TaskStatus(State.SUCCEEDED, started, _now()))
+                self._set(step.task_name, TaskStatus(State.SUCCEEDED, started, utc_now()))
                 return
             if self._cancelled:
                 break
         if self._cancelled:
-            self._set(step.task_name, TaskStatus(State.CANCELLED, started, _now()))
+            self._set(step.task_name, TaskStatus(State.CANCELLED, started, utc_now()))
             return
         error = f"the step exited with code {returncode}; its console ({console}) ends with:\n"
-        self._set(step.task_name, TaskStatus(State.FAILED, started, _now(), error + _tail(console)))
+        self._set(
+            step.task_name, TaskStatus(State.FAILED, started, utc_now(), error + _tail(console))
+        )
 
     def _run_once(self, step: LocalStep, console: Path, started: str) -> Optional[int]:
         """The step's exit code, or None when the run was cancelled before it started."""
@@ -185,12 +191,21 @@ def _python_path() -> str:
     return os.pathsep.join(entries)
 
 
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
+def _terminate(procs: List[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every step at once, one shared grace period, then SIGKILL."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=TERMINATE_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signum)
     except ProcessLookupError:
         pass
 

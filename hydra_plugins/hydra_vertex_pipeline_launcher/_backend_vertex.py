@@ -49,8 +49,8 @@ RUN_STATES = {
 
 
 class VertexBackend:
-    name = "vertex"
     steps_share_filesystem = False
+    outlives_launcher = True
 
     def __init__(self, settings: VertexPipelineLauncherConf, run: RunContext) -> None:
         self.settings = settings
@@ -176,8 +176,10 @@ def _transient() -> Tuple[Type[BaseException], ...]:
     """Errors after which the same request may well succeed: 429, 5xx, dropped connections."""
     import requests
     from google.api_core import exceptions
+    from google.auth import exceptions as auth_exceptions
 
     return (
+        auth_exceptions.TransportError,  # a token refresh that lost its connection
         exceptions.TooManyRequests,
         exceptions.InternalServerError,
         exceptions.BadGateway,

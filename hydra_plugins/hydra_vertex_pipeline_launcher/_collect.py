@@ -59,7 +59,7 @@ def collect(
     except Exception as e:  # noqa: BLE001 - reported on the job, not raised
         problems.append(f"its outputs could not be collected: {e!r}")
     try:
-        job_return, error = _read_result(storage, job, local_cwd)
+        job_return, error = _read_result(storage, job, local_cwd, problems)
     except Exception as e:  # noqa: BLE001
         job_return, error = None, f"its result could not be read: {e!r}"
     if job_return is None:
@@ -75,12 +75,14 @@ def collect(
 
 
 def _read_result(
-    storage: Storage, job: ComposedJob, local_cwd: str
+    storage: Storage, job: ComposedJob, local_cwd: str, problems: List[str]
 ) -> Tuple[Optional[JobReturn], Optional[str]]:
     raw = storage.read(_layout.job_result(job.num))
     if raw is None:
         return None, None
     result: Dict[str, Any] = cloudpickle.loads(raw)
+    if result["upload_error"]:
+        problems.append(result["upload_error"])
     job_return: JobReturn = result["job_return"]
     _map_paths(job_return, result, job.local_dir, local_cwd)
     error = None

@@ -45,15 +45,20 @@ def _compose_one(
         sweep_config.hydra.job.num = num
     # The output dir may use the hydra: resolver, which reads the current HydraConfig.
     HydraConfig.instance().set_config(sweep_config)
-    sweep_dir = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
-    subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
     return ComposedJob(
         num=num,
         overrides=overrides,
         sweep_config=sweep_config,
-        local_dir=(Path(sweep_dir) / subdir).absolute(),
+        local_dir=job_output_dir(sweep_config),
         display_name=display_name(num, overrides),
     )
+
+
+def job_output_dir(sweep_config: DictConfig) -> Path:
+    """Where Hydra's run_job puts a job's outputs, as an absolute path from this process's cwd."""
+    sweep_dir = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
+    subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+    return (Path(sweep_dir) / subdir).absolute()
 
 
 def display_name(num: int, overrides: Sequence[str]) -> str:

@@ -9,7 +9,7 @@ import signal
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence
 
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.types import HydraContext, TaskFunction
@@ -43,23 +43,24 @@ def launch(
     jobs = compose(hydra_context, master_config, job_overrides, initial_job_idx)
     run = _new_run(settings, master_config)
     backend = make_backend(settings, run)
-    storage = open_storage(run.staging_uri, settings.request_timeout)
-    _log_plan(settings, run, jobs)
-    staged = stage(
-        storage, jobs, task_function, hydra_context, in_container=not backend.steps_share_filesystem
-    )
-    spec_path = run.local_dir / "pipeline.yaml"
-    task_jobs = build_pipeline(
-        settings, run.pipeline_name, run.staging_uri, jobs, staged, spec_path
-    )
-    by_num = {job.num: job for job in jobs}
-    watched = [
-        WatchedJob(num, task, by_num[num].display_name, by_num[num].local_dir)
-        for task, num in task_jobs.items()
-    ]
-    returns = _submit_and_watch(
-        settings, backend, storage, run, watched, by_num, str(master_config.hydra.runtime.cwd)
-    )
+    try:
+        storage = open_storage(run.staging_uri, settings.request_timeout)
+        _log_plan(settings, run, jobs)
+        in_container = not backend.steps_share_filesystem
+        staged = stage(storage, jobs, task_function, hydra_context, in_container)
+        spec_path = run.local_dir / "pipeline.yaml"
+        task_jobs = build_pipeline(
+            settings, run.pipeline_name, run.staging_uri, jobs, staged, spec_path
+        )
+        by_num = {job.num: job for job in jobs}
+        watched = [
+            WatchedJob(num, task, by_num[num].display_name, by_num[num].local_dir)
+            for task, num in task_jobs.items()
+        ]
+        local_cwd = str(master_config.hydra.runtime.cwd)
+        returns = _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
+    finally:
+        backend.close()
     return [returns[job.num] for job in jobs]
 
 
@@ -97,17 +98,19 @@ def _submit_and_watch(
         backend, files, on_job_done, settings.poll_interval, settings.max_poll_interval, streamer
     )
     try:
-        submitted = backend.submit(run.local_dir / "pipeline.yaml")
-        record.update(resource_name=submitted.resource_name, console_url=submitted.console_url)
-        log.info(f"Submitted {submitted.resource_name}")
-        if submitted.console_url:
-            log.info(f"Follow it at {submitted.console_url}")
-        watcher.watch()
+        with _signals_as_interrupt():
+            submitted = backend.submit(run.local_dir / "pipeline.yaml")
+            record.update(resource_name=submitted.resource_name, console_url=submitted.console_url)
+            log.info(f"Submitted {submitted.resource_name}")
+            if submitted.console_url:
+                log.info(f"Follow it at {submitted.console_url}")
+            watcher.watch()
     except KeyboardInterrupt:
-        _interrupted(settings, backend, watcher, record.get("console_url") or run.run_id)
+        _interrupted(settings, backend, watcher, run)
         raise
-    finally:
-        backend.close()
+    except Exception:
+        _watch_failed(backend, watcher, run)
+        raise
     return returns
 
 
@@ -129,7 +132,8 @@ def _new_run(settings: VertexPipelineLauncherConf, master_config: DictConfig) ->
 def pipeline_slug(name: str) -> str:
     """The name lowercased to [a-z0-9-], starting with a letter, as Vertex ids must."""
     slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    return slug if slug[:1].isalpha() else f"hydra-{slug}".rstrip("-")
+    slug = slug if slug[:1].isalpha() else f"hydra-{slug}".rstrip("-")
+    return slug[:RUN_ID_LIMIT].rstrip("-")
 
 
 def new_run_id(pipeline_name: str) -> str:
@@ -149,31 +153,76 @@ def _log_plan(
         log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
 
 
+def _where(watcher: Watcher, run: RunContext) -> str:
+    record = watcher.files.run_record
+    return str(record.get("console_url") or record.get("resource_name") or run.run_id)
+
+
 def _interrupted(
-    settings: VertexPipelineLauncherConf, backend: PipelineBackend, watcher: Watcher, where: str
+    settings: VertexPipelineLauncherConf,
+    backend: PipelineBackend,
+    watcher: Watcher,
+    run: RunContext,
 ) -> None:
-    if not settings.cancel_on_interrupt:
+    where = _where(watcher, run)
+    if backend.outlives_launcher and not settings.cancel_on_interrupt:
         log.warning(
             f"Interrupted. The pipeline run goes on (cancel_on_interrupt=false): {where}. "
-            "This process will not collect its jobs' results."
+            f"This process will not collect its jobs' results; {run.local_dir / 'run.json'} "
+            "names the run and its staging root."
         )
         return
     log.warning(f"Interrupted: cancelling {where}")
-    with _ignoring_ctrl_c():
+    with _shielded_from_signals():
         backend.cancel()
-        watcher.mark_interrupted(State.CANCELLED, "cancelled by Ctrl-C in the launcher")
+    watcher.settle()
+    watcher.mark_interrupted(State.CANCELLED, "cancelled: the launcher was interrupted")
     log.warning(f"Cancelled {where}")
 
 
+def _watch_failed(backend: PipelineBackend, watcher: Watcher, run: RunContext) -> None:
+    where = _where(watcher, run)
+    if backend.outlives_launcher:
+        log.error(
+            f"Watching {where} failed; the run goes on. {run.local_dir / 'run.json'} names the "
+            "run and its staging root, where each job's outputs and result land."
+        )
+        return
+    with _shielded_from_signals():
+        backend.cancel()
+    watcher.mark_interrupted(State.CANCELLED, "cancelled: the launcher failed")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
-def _ignoring_ctrl_c() -> Iterator[None]:
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal, a killed job) take Ctrl-C's path: cancel the run."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    with _signal_handlers((signal.SIGTERM, signal.SIGHUP), interrupt):
+        yield
+
+
+@contextmanager
+def _shielded_from_signals() -> Iterator[None]:
     """A second Ctrl-C must not stop the cancel request half-way and leave a paid run going."""
+    with _signal_handlers(STOP_SIGNALS, signal.SIG_IGN):
+        yield
+
+
+@contextmanager
+def _signal_handlers(signums: Sequence[int], handler: Any) -> Iterator[None]:
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread, where signals cannot arrive anyway
+        previous = {signum: signal.signal(signum, handler) for signum in signums}
+    except ValueError:  # not the main thread, where signals do not arrive anyway
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)

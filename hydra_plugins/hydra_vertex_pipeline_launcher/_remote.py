@@ -26,6 +26,7 @@ from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from . import _layout
+from ._compose import job_output_dir
 from ._storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -44,15 +45,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         job_return = JobReturn(status=JobStatus.FAILED, _return_value=e, working_dir=os.getcwd())
         trace, output_dir = traceback.format_exc(), Path(os.getcwd())
         print(trace, file=sys.stderr)
-    result = _result_bytes(
-        job_return, trace, ran_in_output_dir=_same_dir(job_return.working_dir, output_dir)
-    )
+    upload_error = _upload_outputs(storage, output_dir, args.job)
+    ran_in_output_dir = _same_dir(job_return.working_dir, output_dir)
+    result = _result_bytes(job_return, trace, ran_in_output_dir, upload_error)
     storage.write_many({_layout.job_result(args.job): result})
     return 0 if job_return.status is JobStatus.COMPLETED else 1
 
 
 def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[JobReturn, str, Path]:
-    """Runs the job; its output dir reaches the staging root also when the task raised."""
+    """Restores what the launcher staged and runs the job through Hydra's run_job."""
     _check_python(args.python)
     shared = _load_checked(storage, _layout.SHARED_PAYLOAD, args.shared_digest)
     job = _load_checked(storage, _layout.job_payload(args.job), args.job_digest)
@@ -62,16 +63,26 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[JobRetu
     if shared["in_container"]:
         _map_paths_into_container(sweep_config)
     HydraConfig.instance().set_config(sweep_config)
-    output_dir = _output_dir(sweep_config)
+    output_dir = job_output_dir(sweep_config)
     log_file = output_dir / f"{sweep_config.hydra.job.name}.log"
     with _streaming_log(
         storage, log_file, _layout.job_live_log(args.job), args.log_upload_interval
     ):
         job_return = _run(shared, sweep_config)
         trace = _log_failure(job_return)
-    if output_dir.is_dir():
-        storage.upload_dir(output_dir, _layout.job_output(args.job), {_layout.JOB_STATUS_FILE})
     return job_return, trace, output_dir
+
+
+def _upload_outputs(storage: Storage, output_dir: Path, num: int) -> Optional[str]:
+    """Mirrors the output dir, also after the task raised; a failure here keeps the result."""
+    if not output_dir.is_dir():
+        return None
+    try:
+        storage.upload_dir(output_dir, _layout.job_output(num), {_layout.JOB_STATUS_FILE})
+    except Exception as e:  # noqa: BLE001 - e.g. a file the app deleted while it was listed
+        print(traceback.format_exc(), file=sys.stderr)
+        return f"its outputs could not all be uploaded: {e!r}"
+    return None
 
 
 def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -123,12 +134,6 @@ def _map_paths_into_container(sweep_config: DictConfig) -> None:
         sweep_config.hydra.runtime.cwd = os.getcwd()
 
 
-def _output_dir(sweep_config: DictConfig) -> Path:
-    sweep_dir = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
-    subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
-    return (Path(sweep_dir) / subdir).absolute()
-
-
 def _run(shared: Dict[str, Any], sweep_config: DictConfig) -> JobReturn:
     try:
         return run_job(
@@ -164,8 +169,15 @@ def _same_dir(working_dir: Optional[str], output_dir: Path) -> bool:
     return working_dir is not None and Path(working_dir).absolute() == output_dir
 
 
-def _result_bytes(job_return: JobReturn, trace: str, ran_in_output_dir: bool) -> bytes:
-    result = {"job_return": job_return, "traceback": trace, "ran_in_output_dir": ran_in_output_dir}
+def _result_bytes(
+    job_return: JobReturn, trace: str, ran_in_output_dir: bool, upload_error: Optional[str]
+) -> bytes:
+    result = {
+        "job_return": job_return,
+        "traceback": trace,
+        "ran_in_output_dir": ran_in_output_dir,
+        "upload_error": upload_error,
+    }
     try:
         return cloudpickle.dumps(result)
     except Exception as e:  # noqa: BLE001 - an unpicklable value must not lose the job

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import re
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import cloudpickle
 from hydra.core.hydra_config import HydraConfig
@@ -17,7 +17,7 @@ from . import _layout
 from ._compose import ComposedJob
 from ._storage import Storage
 
-ENV_LOOKUP = re.compile(r"\$\{(oc\.env|env):")
+_NO_DEFAULT = object()
 
 
 @dataclass(frozen=True)
@@ -73,28 +73,31 @@ def _task_config_yaml(sweep_config: DictConfig) -> str:
     Environment lookups stay as written: the step resolves them from its own environment, and
     this machine's values (tokens, say) have no business in a bucket.
     """
-    readable = OmegaConf.create(_keep_env_lookups(OmegaConf.to_container(sweep_config)))
     HydraConfig.instance().set_config(sweep_config)
     resolved: Dict[str, Any] = {}
-    for key in (k for k in readable if k != "hydra"):
-        try:
-            value = readable[key]
-            resolved[key] = (
-                OmegaConf.to_container(value, resolve=True)
-                if isinstance(value, Container)
-                else value
-            )
-        except Exception:  # noqa: BLE001 - a value the job itself will fail on stays as written
-            resolved[key] = OmegaConf.to_container(readable, resolve=False)[key]
+    with _env_lookups_as_text():
+        for key in (k for k in sweep_config if k != "hydra"):
+            try:
+                value = sweep_config[key]
+                if isinstance(value, Container):
+                    value = OmegaConf.to_container(value, resolve=True)
+            except Exception:  # noqa: BLE001 - a value the job itself will fail on stays as is
+                value = OmegaConf.to_container(sweep_config, resolve=False)[key]
+            resolved[key] = value
     return OmegaConf.to_yaml(resolved)
 
 
-def _keep_env_lookups(node: Any) -> Any:
-    """Escapes ${oc.env:...} so that resolving leaves it as text."""
-    if isinstance(node, dict):
-        return {key: _keep_env_lookups(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_keep_env_lookups(value) for value in node]
-    if isinstance(node, str):
-        return ENV_LOOKUP.sub(lambda m: "\\" + m.group(0), node)
-    return node
+@contextmanager
+def _env_lookups_as_text() -> Iterator[None]:
+    """While active, ${oc.env:...} resolves to its own text, however deeply it is nested."""
+    from omegaconf.resolvers import oc
+
+    OmegaConf.register_new_resolver("oc.env", _env_lookup_text, replace=True)
+    try:
+        yield
+    finally:
+        OmegaConf.register_new_resolver("oc.env", oc.env, replace=True)
+
+
+def _env_lookup_text(key: str, default: Any = _NO_DEFAULT) -> str:
+    return f"${{oc.env:{key}}}" if default is _NO_DEFAULT else f"${{oc.env:{key},{default}}}"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Protocol, Tuple
 
@@ -74,10 +74,9 @@ def files_below(local_dir: Path, skip: AbstractSet[str] = frozenset()) -> List[P
 
 
 def _temp_beside(dest: Path) -> str:
+    """A fresh name next to dest; whoever creates it gets the usual mode (mkstemp's is 0600)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    return tmp
+    return str(dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part"))
 
 
 def _replace_atomically(dest: Path, write: Any) -> None:
@@ -134,7 +133,6 @@ class LocalStorage:
 
         # A hard link costs no disk: the local backend's outputs already sit in the job dir.
         def link_or_copy(tmp: str) -> None:
-            os.unlink(tmp)
             try:
                 os.link(local_file, tmp)
             except OSError:

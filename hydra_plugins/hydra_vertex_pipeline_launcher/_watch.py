@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ._backend import PipelineBackend, RunStatus, State, TaskStatus
+from ._backend import PipelineBackend, RunStatus, State, TaskStatus, utc_now
 from ._layout import JOB_STATUS_FILE
 
 log = logging.getLogger(__name__)
 
 RUN_STATUS_FILE = "run.json"
 BACKOFF_FACTOR = 1.5
+# Each read already retries transient errors for request_timeout; this many such failures in a
+# row (an outage of many minutes) end the watch.
+MAX_FAILED_READS = 5
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,6 @@ class Outcome:
 
     state: State
     error: Optional[str] = None
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
@@ -68,7 +66,7 @@ class StatusFiles:
             "state": status.state.value,
             "started": status.started,
             "ended": status.ended,
-            "updated": _now(),
+            "updated": utc_now(),
             "error": status.error,
         }
         self.job_states[job.task_name] = record
@@ -88,7 +86,7 @@ class StatusFiles:
             **self.run_record,
             "state": state.value,
             "error": error,
-            "updated": _now(),
+            "updated": utc_now(),
             "jobs": jobs,
         }
         _write_json(self.run_file, record)
@@ -121,42 +119,68 @@ class Watcher:
         self.seen: Dict[str, TaskStatus] = {}
         self.done: Dict[str, Outcome] = {}
         self.status_reads = 0
-        self._sleep = threading.Event()
+        self.failed_reads = 0
 
-    def watch(self) -> RunStatus:
+    def watch(self) -> None:
         """Polls until the run ends; every job is collected exactly once."""
         interval = self.poll_interval
         self.files.write_run(State.PENDING)
         while True:
-            status = self.backend.read_status()
-            self.status_reads += 1
-            self.files.run_record["status_reads"] = self.status_reads
-            changed = self._apply(status)
-            if status.state.terminal:
+            status = self._read()
+            if status is None:
+                interval = self.max_poll_interval
+            elif status.state.terminal:
+                self._apply(status)
                 self._finish_unended(status)
                 self.files.write_run(status.state, status.error)
-                log.info(
-                    f"{self.files.run_record['run_id']}: {status.state.value}, "
-                    f"{self.files.progress()}"
-                )
-                return status
-            if changed:
+                log.info(f"{self._run_id}: {status.state.value}, {self.files.progress()}")
+                return
+            elif self._apply(status):
                 self.files.write_run(status.state)
-                log.info(f"{self.files.run_record['run_id']}: {self.files.progress()}")
+                log.info(f"{self._run_id}: {self.files.progress()}")
                 interval = self.poll_interval
             else:
                 interval = min(interval * BACKOFF_FACTOR, self.max_poll_interval)
             if self.on_poll is not None:
                 self.on_poll(self._running())
-            self._sleep.wait(interval)
+            time.sleep(interval)
+
+    def settle(self) -> None:
+        """After a cancel: one more read, so that jobs that ended meanwhile keep their outcome."""
+        try:
+            self._apply(self.backend.read_status())
+        except Exception as e:  # noqa: BLE001 - the cancel went out; the rest is bookkeeping
+            log.warning(f"Could not read {self._run_id} after cancelling it: {e!r}")
 
     def mark_interrupted(self, state: State, error: str) -> None:
-        """After Ctrl-C: every job not yet ended gets `state`; ended jobs keep theirs."""
+        """Every job not yet ended gets `state`; ended jobs keep theirs."""
         for name, job in self.files.jobs.items():
             if name not in self.done:
                 seen = self.seen.get(name, TaskStatus(State.PENDING))
-                self.files.write_job(job, TaskStatus(state, seen.started, _now(), error))
+                self.files.write_job(job, TaskStatus(state, seen.started, utc_now(), error))
         self.files.write_run(state, error)
+
+    @property
+    def _run_id(self) -> str:
+        return str(self.files.run_record["run_id"])
+
+    def _read(self) -> Optional[RunStatus]:
+        """The run's status; None after a failed read, until too many fail in a row."""
+        try:
+            status = self.backend.read_status()
+        except Exception as e:
+            self.failed_reads += 1
+            if self.failed_reads >= MAX_FAILED_READS:
+                raise
+            log.warning(
+                f"Reading {self._run_id}'s status failed ({e!r}); trying again in "
+                f"{self.max_poll_interval:.0f}s ({self.failed_reads}/{MAX_FAILED_READS})"
+            )
+            return None
+        self.failed_reads = 0
+        self.status_reads += 1
+        self.files.run_record["status_reads"] = self.status_reads
+        return status
 
     def _apply(self, status: RunStatus) -> bool:
         changed = False
@@ -175,7 +199,7 @@ class Watcher:
     def _finish(self, job: WatchedJob, task: TaskStatus) -> None:
         outcome = self.on_job_done(job, task)
         self.done[job.task_name] = outcome
-        ended = task.ended or _now()
+        ended = task.ended or utc_now()
         self.files.write_job(job, TaskStatus(outcome.state, task.started, ended, outcome.error))
 
     def _finish_unended(self, status: RunStatus) -> None:
@@ -186,7 +210,7 @@ class Watcher:
             reason = f"the run ended {status.state.value} while this task was {seen.state.value}"
             if status.error:
                 reason += f": {status.error}"
-            self._finish(job, TaskStatus(State.FAILED, seen.started, _now(), reason))
+            self._finish(job, TaskStatus(State.FAILED, seen.started, utc_now(), reason))
 
     def _running(self) -> List[WatchedJob]:
         return [

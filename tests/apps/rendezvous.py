@@ -1,7 +1,7 @@
 """Each job records its pid and when it started and ended, and can wait for its siblings.
 
 +wait_for=N: a job waits until N jobs have started (a rendezvous that only concurrency passes).
-+sleep=S: then sleeps S seconds.
++sleep=S: then sleeps S seconds (+slow_from=X: only jobs with x >= X do).
 """
 
 import json
@@ -25,7 +25,8 @@ def main(cfg: DictConfig) -> int:
         if time.time() > deadline:
             raise TimeoutError("the other jobs never started alongside this one")
         time.sleep(0.05)
-    time.sleep(cfg.get("sleep", 0))
+    if cfg.x >= cfg.get("slow_from", 0):
+        time.sleep(cfg.get("sleep", 0))
     record["end"] = time.time()
     me.write_text(json.dumps(record))
     return cfg.x
