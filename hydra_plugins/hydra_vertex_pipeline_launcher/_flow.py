@@ -99,8 +99,11 @@ def _submit_and_watch(
     )
     try:
         with _signals_as_interrupt():
+            # Written before and after the create: the sweep dir alone must lead to the run.
+            files.write_run(State.PENDING)
             submitted = backend.submit(run.local_dir / "pipeline.yaml")
             record.update(resource_name=submitted.resource_name, console_url=submitted.console_url)
+            files.write_run(State.PENDING)
             log.info(f"Submitted {submitted.resource_name}")
             if submitted.console_url:
                 log.info(f"Follow it at {submitted.console_url}")

@@ -124,7 +124,6 @@ class Watcher:
     def watch(self) -> None:
         """Polls until the run ends; every job is collected exactly once."""
         interval = self.poll_interval
-        self.files.write_run(State.PENDING)
         while True:
             status = self._read()
             if status is None:
