@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 APPS = Path(__file__).parent / "apps"
 
@@ -22,6 +23,24 @@ def run_app(
         text=True,
         timeout=timeout,
     )
+
+
+def start_app(app: str, args: List[str], cwd: Path) -> subprocess.Popen[str]:
+    """The app running in the background, its output (stdout and stderr) on .communicate()."""
+    return subprocess.Popen(
+        [sys.executable, str(APPS / app), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def read_json(path: Path) -> Dict[str, Any]:

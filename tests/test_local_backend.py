@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from apputil import APPS, read_json, run_app
+from apputil import read_json, run_app, start_app, wait_until
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 
@@ -102,24 +100,9 @@ def test_max_parallel_caps_concurrency(tmp_path: Path) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path, signum: int) -> None:
     board, sweep = tmp_path / "board", tmp_path / "m"
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            str(APPS / "rendezvous.py"),
-            "-m",
-            "+x=0,1",
-            LOCAL,
-            f"+board={board}",
-            "+sleep=120",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    launcher = _two_slow_jobs(tmp_path, board, sweep)
     try:
-        _wait_until(lambda: len(list(board.glob("*.json"))) == 2, timeout=60)
+        wait_until(lambda: len(list(board.glob("*.json"))) == 2, timeout=60)
         pids = [read_json(p)["pid"] for p in board.glob("*.json")]
         launcher.send_signal(signum)
         output, _ = launcher.communicate(timeout=60)
@@ -128,7 +111,7 @@ def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path, signum: int)
     assert launcher.returncode != 0
     assert "cancelling" in output
     for pid in pids:
-        _wait_until(lambda pid=pid: not _alive(pid), timeout=15)
+        wait_until(lambda pid=pid: not _alive(pid), timeout=15)
     for num in ("0", "1"):
         assert read_json(sweep / num / "vertex_status.json")["state"] == "CANCELLED"
     assert read_json(next(sweep.glob("vertex_pipeline/*/run.json")))["state"] == "CANCELLED"
@@ -136,28 +119,18 @@ def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path, signum: int)
 
 def test_ctrl_c_keeps_the_results_of_jobs_that_ended_since_the_last_poll(tmp_path: Path) -> None:
     board, sweep = tmp_path / "board", tmp_path / "m"
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            str(APPS / "rendezvous.py"),
-            "-m",
-            "+x=0,1",
-            LOCAL,
-            f"+board={board}",
-            "+sleep=120",
-            "+slow_from=1",
-            f"hydra.sweep.dir={sweep}",
-            "hydra.launcher.poll_interval=600",
-            "hydra.launcher.max_poll_interval=600",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    # Job 0 is quick; the watcher reads the run once, then sleeps through Ctrl-C.
+    launcher = _two_slow_jobs(
+        tmp_path,
+        board,
+        sweep,
+        "+slow_from=1",
+        "hydra.launcher.poll_interval=600",
+        "hydra.launcher.max_poll_interval=600",
     )
     try:
         # Job 0 has handed back its result; the watcher, asleep, has not seen it end.
-        _wait_until(lambda: any(sweep.glob("vertex_pipeline/*/jobs/0/result.pkl")), timeout=60)
+        wait_until(lambda: any(sweep.glob("vertex_pipeline/*/jobs/0/result.pkl")), timeout=60)
         launcher.send_signal(signal.SIGINT)
         launcher.communicate(timeout=60)
     finally:
@@ -178,16 +151,16 @@ def test_vertex_settings_missing_are_named_before_anything_is_staged(tmp_path: P
     assert not (sweep / "vertex_pipeline").exists()
 
 
+def _two_slow_jobs(
+    tmp_path: Path, board: Path, sweep: Path, *overrides: str
+) -> subprocess.Popen[str]:
+    args = ["-m", "+x=0,1", LOCAL, f"+board={board}", "+sleep=120", f"hydra.sweep.dir={sweep}"]
+    return start_app("rendezvous.py", [*args, *overrides], tmp_path)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     return True
-
-
-def _wait_until(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import pytest
-from apputil import APPS, read_json, run_app
+from apputil import read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
 from google.cloud import storage
 from vertexutil import IMAGE, LOCATION, PROJECT, vertex_overrides
@@ -19,25 +16,32 @@ from vertexutil import IMAGE, LOCATION, PROJECT, vertex_overrides
 VERTEX = "hydra/launcher=vertex_pipeline"
 
 
-def _start(app: str, args: List[str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(APPS / app), *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def _args(fake: FakeVertex, bucket: str, sweep: Path, *overrides: str) -> List[str]:
+    """A multirun of the given overrides on vertex_pipeline, against the fakes, into sweep."""
+    return ["-m", *overrides, VERTEX, f"hydra.sweep.dir={sweep}", *vertex_overrides(fake, bucket)]
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def _run_with_held_tasks(
+    fake: FakeVertex,
+    bucket: str,
+    sweep: Path,
+    overrides: List[str],
+    before_tasks_start: Callable[[str], None],
+) -> Tuple[int, str]:
+    """Sweeps flaky.py; once its run exists and before any task starts, acts on it."""
+    fake.hold_tasks()
+    launcher = start_app("flaky.py", _args(fake, bucket, sweep, *overrides), sweep.parent)
+    try:
+        before_tasks_start(_only_job(fake))
+        fake.release_tasks()
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    return launcher.returncode, output
 
 
 def _only_job(fake: FakeVertex) -> str:
-    _wait_until(lambda: len(fake.jobs) == 1)
+    wait_until(lambda: len(fake.jobs) == 1)
     (job_id,) = fake.jobs
     return job_id
 
@@ -46,17 +50,16 @@ def test_a_sweep_comes_back_as_on_the_local_backend(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep = tmp_path / "multirun"
-    args = [
-        "-m",
+    args = _args(
+        fake_vertex,
+        gcs_bucket,
+        sweep,
         "+x=1,3",
-        VERTEX,
-        f"hydra.sweep.dir={sweep}",
-        *vertex_overrides(fake_vertex, gcs_bucket),
         "hydra.launcher.service_account=runner@test-proj.iam.gserviceaccount.com",
         "hydra.launcher.network=projects/1/global/networks/vpc",
         "hydra.launcher.encryption_spec_key_name=projects/p/locations/l/keyRings/r/cryptoKeys/k",
         "+hydra.launcher.labels.Team=ML Research",
-    ]
+    )
     proc = run_app("flaky.py", args, tmp_path)
     assert proc.returncode == 0, proc.stderr
 
@@ -102,13 +105,7 @@ def test_one_status_read_per_poll_for_the_whole_run(
     jobs = ",".join(str(x) for x in range(50))
     proc = run_app(
         "flaky.py",
-        [
-            "-m",
-            f"+x={jobs}",
-            VERTEX,
-            f"hydra.sweep.dir={sweep}",
-            *vertex_overrides(fake_vertex, gcs_bucket),
-        ],
+        _args(fake_vertex, gcs_bucket, sweep, f"+x={jobs}"),
         tmp_path,
         timeout=600,
     )
@@ -124,24 +121,18 @@ def test_one_status_read_per_poll_for_the_whole_run(
 
 def test_ctrl_c_cancels_the_run(fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
-    launcher = _start(
+    launcher = start_app(
         "rendezvous.py",
-        [
-            "-m",
-            "+x=0,1",
-            VERTEX,
-            f"hydra.sweep.dir={sweep}",
-            f"+board={tmp_path / 'board'}",
-            "+sleep=120",
-            *vertex_overrides(fake_vertex, gcs_bucket),
-        ],
+        _args(
+            fake_vertex, gcs_bucket, sweep, "+x=0,1", f"+board={tmp_path / 'board'}", "+sleep=120"
+        ),
         tmp_path,
     )
     try:
         job_id = _only_job(fake_vertex)
         for task_key in fake_vertex.jobs[job_id].tasks:
             fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
-        _wait_until(lambda: all((sweep / n / "vertex_status.json").exists() for n in ("0", "1")))
+        wait_until(lambda: all((sweep / n / "vertex_status.json").exists() for n in ("0", "1")))
         launcher.send_signal(signal.SIGINT)
         output, _ = launcher.communicate(timeout=60)
     finally:
@@ -161,24 +152,15 @@ def test_a_killed_task_fails_its_job_only(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep = tmp_path / "multirun"
-    fake_vertex.hold_tasks()
-    launcher = _start(
-        "flaky.py",
-        [
-            "-m",
-            "+x=1,3,4",
-            VERTEX,
-            f"hydra.sweep.dir={sweep}",
-            *vertex_overrides(fake_vertex, gcs_bucket),
-        ],
-        tmp_path,
+    returncode, output = _run_with_held_tasks(
+        fake_vertex,
+        gcs_bucket,
+        sweep,
+        ["+x=1,3,4"],
+        before_tasks_start=lambda job_id: fake_vertex.kill_task(job_id, "#1 "),
     )
-    job_id = _only_job(fake_vertex)
-    fake_vertex.kill_task(job_id, "#1 ")
-    fake_vertex.release_tasks()
-    output, _ = launcher.communicate(timeout=120)
-
-    assert launcher.returncode != 0
+    (job_id,) = fake_vertex.jobs
+    assert returncode != 0
     assert "killed" in output and f"pipelines/runs/{job_id}" in output
     status = read_json(sweep / "1" / "vertex_status.json")
     assert status["state"] == "FAILED" and "killed" in status["error"]
@@ -195,13 +177,7 @@ def test_transient_errors_are_retried_and_the_run_is_created_once(
     sweep = tmp_path / "multirun"
     proc = run_app(
         "flaky.py",
-        [
-            "-m",
-            "+x=1",
-            VERTEX,
-            f"hydra.sweep.dir={sweep}",
-            *vertex_overrides(fake_vertex, gcs_bucket),
-        ],
+        _args(fake_vertex, gcs_bucket, sweep, "+x=1"),
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
@@ -214,25 +190,16 @@ def test_an_object_that_would_escape_the_job_dir_is_refused(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep = tmp_path / "multirun"
-    fake_vertex.hold_tasks()
-    launcher = _start(
-        "flaky.py",
-        [
-            "-m",
-            "+x=1",
-            VERTEX,
-            f"hydra.sweep.dir={sweep}",
-            *vertex_overrides(fake_vertex, gcs_bucket),
-        ],
-        tmp_path,
-    )
-    job_id = _only_job(fake_vertex)
-    evil = storage.Client().bucket(gcs_bucket).blob(f"hydra/{job_id}/jobs/0/output/../../x")
-    evil.upload_from_string(b"evil")
-    fake_vertex.release_tasks()
-    output, _ = launcher.communicate(timeout=120)
 
-    assert launcher.returncode == 0, output
+    def plant_an_escaping_object(job_id: str) -> None:
+        bucket = storage.Client().bucket(gcs_bucket)
+        bucket.blob(f"hydra/{job_id}/jobs/0/output/../../x").upload_from_string(b"evil")
+
+    returncode, output = _run_with_held_tasks(
+        fake_vertex, gcs_bucket, sweep, ["+x=1"], before_tasks_start=plant_an_escaping_object
+    )
+
+    assert returncode == 0, output
     assert [p for p in tmp_path.rglob("x") if p.is_file()] == []
     assert (sweep / "0" / "artifact.txt").read_text() == "x=1\n"
     status = read_json(sweep / "0" / "vertex_status.json")
@@ -242,14 +209,7 @@ def test_an_object_that_would_escape_the_job_dir_is_refused(
 def test_working_dirs_map_into_the_container(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
-    args = [
-        "-m",
-        "+x=7",
-        VERTEX,
-        "hydra.sweep.dir=cli_dir",
-        "hydra.job.chdir=True",
-        *vertex_overrides(fake_vertex, gcs_bucket),
-    ]
+    args = _args(fake_vertex, gcs_bucket, Path("cli_dir"), "+x=7", "hydra.job.chdir=True")
     proc = run_app("chatty.py", args, tmp_path)
     assert proc.returncode == 0, proc.stderr
 
@@ -266,21 +226,14 @@ def test_a_running_jobs_log_streams_into_its_dir(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep, go = tmp_path / "multirun", tmp_path / "go"
-    launcher = _start(
+    launcher = start_app(
         "chatty.py",
-        [
-            "-m",
-            "+x=5",
-            VERTEX,
-            f"hydra.sweep.dir={sweep}",
-            f"+go={go}",
-            *vertex_overrides(fake_vertex, gcs_bucket),
-        ],
+        _args(fake_vertex, gcs_bucket, sweep, "+x=5", f"+go={go}"),
         tmp_path,
     )
     local_log = sweep / "0" / "chatty.log"
     try:
-        _wait_until(lambda: local_log.exists() and "step 1" in local_log.read_text())
+        wait_until(lambda: local_log.exists() and "step 1" in local_log.read_text())
         assert "step 2" not in local_log.read_text()
         go.touch()
         output, _ = launcher.communicate(timeout=120)
@@ -293,13 +246,8 @@ def test_a_running_jobs_log_streams_into_its_dir(
 def test_a_missing_bucket_stops_the_launch_before_anything_is_submitted(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
-    args = [
-        "-m",
-        "+x=1",
-        VERTEX,
-        *vertex_overrides(fake_vertex, gcs_bucket),
-        "hydra.launcher.staging_root=gs://no-such-bucket/hydra",
-    ]
+    root = "hydra.launcher.staging_root=gs://no-such-bucket/hydra"
+    args = [*_args(fake_vertex, gcs_bucket, tmp_path / "m", "+x=1"), root]
     proc = run_app("flaky.py", args, tmp_path)
     assert proc.returncode != 0
     assert "hydra.launcher.staging_root=gs://no-such-bucket/hydra" in proc.stderr
@@ -311,13 +259,8 @@ def test_a_missing_bucket_stops_the_launch_before_anything_is_submitted(
 def test_vertex_needs_a_gcs_staging_root(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path, staging_root: str
 ) -> None:
-    args = [
-        "-m",
-        "+x=1",
-        VERTEX,
-        *vertex_overrides(fake_vertex, gcs_bucket),
-        f"hydra.launcher.staging_root={staging_root}",
-    ]
+    root = f"hydra.launcher.staging_root={staging_root}"
+    args = [*_args(fake_vertex, gcs_bucket, tmp_path / "m", "+x=1"), root]
     proc = run_app("flaky.py", args, tmp_path)
     assert proc.returncode != 0
     assert f"hydra.launcher.staging_root={staging_root!r}" in proc.stderr
@@ -328,16 +271,9 @@ def test_a_run_cancelled_in_the_console_fails_its_unfinished_jobs(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep, go = tmp_path / "multirun", tmp_path / "go"
-    launcher = _start(
+    launcher = start_app(
         "chatty.py",
-        [
-            "-m",
-            "+x=1,2",
-            VERTEX,
-            f"hydra.sweep.dir={sweep}",
-            f"+go={go}",
-            *vertex_overrides(fake_vertex, gcs_bucket),
-        ],
+        _args(fake_vertex, gcs_bucket, sweep, "+x=1,2", f"+go={go}"),
         tmp_path,
     )
     try:
@@ -360,24 +296,23 @@ def test_ctrl_c_can_leave_the_run_going(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep, go = tmp_path / "multirun", tmp_path / "go"
-    launcher = _start(
+    launcher = start_app(
         "chatty.py",
-        [
-            "-m",
+        _args(
+            fake_vertex,
+            gcs_bucket,
+            sweep,
             "+x=1",
-            VERTEX,
-            f"hydra.sweep.dir={sweep}",
             f"+go={go}",
             "hydra.launcher.cancel_on_interrupt=false",
-            *vertex_overrides(fake_vertex, gcs_bucket),
-        ],
+        ),
         tmp_path,
     )
     try:
         job_id = _only_job(fake_vertex)
         (task_key,) = fake_vertex.jobs[job_id].tasks
         fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
-        _wait_until(lambda: (sweep / "0" / "vertex_status.json").exists())
+        wait_until(lambda: (sweep / "0" / "vertex_status.json").exists())
         launcher.send_signal(signal.SIGINT)
         output, _ = launcher.communicate(timeout=60)
     finally:
