@@ -45,6 +45,7 @@ def test_a_payload_whose_digest_differs_is_refused_before_unpickling(tmp_path: P
     assert exit_code == 1
     assert "refusing it" in str(_result_error(tmp_path))
     assert not marker.exists()
+    assert not (tmp_path / "jobs" / "0" / "output").exists(), "no job ran, so nothing to mirror"
 
 
 def test_an_image_with_another_python_is_named(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def collect(
         reason = error or f"its step ended {task.state.value} without a result"
         if task.error:
             reason += f"; {task.error}"
-        return _failed(job, local_cwd, "; ".join([reason, *problems]) + f" ({run_hint})", task)
+        return _failed(job, "; ".join([reason, *problems]) + f" ({run_hint})", task)
     if problems:
         log.warning(f"job #{job.num}: " + "; ".join(problems))
     if job_return.status is JobStatus.COMPLETED:
@@ -84,12 +84,16 @@ def _read_result(
     if result["upload_error"]:
         problems.append(result["upload_error"])
     job_return: JobReturn = result["job_return"]
+    if job_return.hydra_cfg is None:  # the step failed before Hydra composed anything there
+        known = _composed_return(job)
+        known.status, known.return_value = job_return.status, job_return._return_value
+        job_return = known
     _map_paths(job_return, result, job.local_dir, local_cwd)
     error = None
     if job_return.status is not JobStatus.COMPLETED:
         error = result["traceback"]
         exception = job_return._return_value
-        if isinstance(exception, BaseException):
+        if hasattr(exception, "add_note"):  # Python 3.11+: shown under the exception
             exception.add_note(f"Remote traceback of job #{job.num}:\n{error}")
     return job_return, error
 
@@ -105,22 +109,25 @@ def _map_paths(
             job_return.hydra_cfg.hydra.runtime.cwd = local_cwd
 
 
-def _failed(
-    job: ComposedJob, local_cwd: str, reason: str, task: TaskStatus
-) -> Tuple[JobReturn, Outcome]:
+def _failed(job: ComposedJob, reason: str, task: TaskStatus) -> Tuple[JobReturn, Outcome]:
     message = f"job #{job.num} ({job.display_name}): {reason}"
-    config = copy.deepcopy(job.sweep_config)
-    hydra_cfg = OmegaConf.create({"hydra": config.hydra})
-    with read_write(config), open_dict(config):
-        del config["hydra"]
-    job_return = JobReturn(
+    job_return = _composed_return(job)
+    job_return.status = JobStatus.FAILED
+    job_return.return_value = PipelineTaskError(message)
+    state = State.CANCELLED if task.state is State.CANCELLED else State.FAILED
+    return job_return, Outcome(state, message)
+
+
+def _composed_return(job: ComposedJob) -> JobReturn:
+    """What is known of a job on this machine, for a step that could not say it itself."""
+    task_config = copy.deepcopy(job.sweep_config)
+    hydra_cfg = OmegaConf.create({"hydra": task_config.hydra})
+    with read_write(task_config), open_dict(task_config):
+        del task_config["hydra"]
+    return JobReturn(
         overrides=list(job.overrides),
-        cfg=config,
+        cfg=task_config,
         hydra_cfg=hydra_cfg,
         working_dir=str(job.local_dir),
         task_name=str(job.sweep_config.hydra.job.name),
-        status=JobStatus.FAILED,
-        _return_value=PipelineTaskError(message),
     )
-    state = State.CANCELLED if task.state is State.CANCELLED else State.FAILED
-    return job_return, Outcome(state, message)

@@ -39,14 +39,15 @@ class PayloadDigestMismatch(RuntimeError):
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(argv)
     storage = open_storage(args.run_root, args.request_timeout)
+    output_dir: Optional[Path] = None  # known once the job's config is restored
     try:
         job_return, trace, output_dir = _run_staged_job(storage, args)
     except Exception as e:  # noqa: BLE001 - the launcher must learn why, not just an exit code
         job_return = JobReturn(status=JobStatus.FAILED, _return_value=e, working_dir=os.getcwd())
-        trace, output_dir = traceback.format_exc(), Path(os.getcwd())
+        trace = traceback.format_exc()
         print(trace, file=sys.stderr)
-    upload_error = _upload_outputs(storage, output_dir, args.job)
-    ran_in_output_dir = _same_dir(job_return.working_dir, output_dir)
+    upload_error = _upload_outputs(storage, output_dir, args.job) if output_dir else None
+    ran_in_output_dir = output_dir is not None and _same_dir(job_return.working_dir, output_dir)
     result = _result_bytes(job_return, trace, ran_in_output_dir, upload_error)
     storage.write_many({_layout.job_result(args.job): result})
     return 0 if job_return.status is JobStatus.COMPLETED else 1
