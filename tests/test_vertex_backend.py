@@ -324,3 +324,14 @@ def test_ctrl_c_can_leave_the_run_going(
     assert (
         fake_vertex.wait_for_state(job_id, {"SUCCEEDED"}, timeout=60) == "PIPELINE_STATE_SUCCEEDED"
     )
+
+
+def test_a_refused_create_names_what_to_grant(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    fake_vertex.fail_next("create", status=403)
+    proc = run_app("flaky.py", _args(fake_vertex, gcs_bucket, tmp_path / "m", "+x=1"), tmp_path)
+    assert proc.returncode != 0
+    assert "Vertex denied creating a pipeline run in projects/test-proj" in proc.stderr
+    assert "roles/aiplatform.user" in proc.stderr
+    assert fake_vertex.jobs == {}

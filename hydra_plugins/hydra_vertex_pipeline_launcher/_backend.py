@@ -56,7 +56,9 @@ class RunContext:
 
 
 @dataclass(frozen=True)
-class SubmittedRun:
+class RunLocation:
+    """Where the run is, known before it is created so that it can be recorded first."""
+
     resource_name: str  # what identifies the run to its backend
     console_url: Optional[str] = None
 
@@ -67,7 +69,9 @@ class PipelineBackend(Protocol):
     # True when the run goes on after this process ends (and so may be left running).
     outlives_launcher: bool
 
-    def submit(self, spec_path: Path) -> SubmittedRun: ...
+    location: RunLocation
+
+    def submit(self, spec_path: Path) -> None: ...
 
     def read_status(self) -> RunStatus:
         """One read of the whole run, all tasks included."""

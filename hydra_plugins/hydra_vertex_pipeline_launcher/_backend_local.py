@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from ._backend import RunContext, RunStatus, State, SubmittedRun, TaskStatus, utc_now
+from ._backend import RunContext, RunLocation, RunStatus, State, TaskStatus, utc_now
 
 PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 TERMINATE_GRACE_SECONDS = 5.0
@@ -81,7 +81,7 @@ class LocalBackend:
     def __init__(self, max_parallel: int, cwd: Path, run: RunContext) -> None:
         self.max_parallel = max_parallel
         self.cwd = cwd
-        self.run_id = run.run_id
+        self.location = RunLocation(resource_name=f"local:{run.run_id}")
         self.console_dir = run.local_dir / "steps"
         self._lock = threading.Lock()
         self._tasks: Dict[str, TaskStatus] = {}
@@ -89,14 +89,13 @@ class LocalBackend:
         self._cancelled = False
         self._pool: Optional[ThreadPoolExecutor] = None
 
-    def submit(self, spec_path: Path) -> SubmittedRun:
+    def submit(self, spec_path: Path) -> None:
         steps = read_steps(spec_path)
         self.console_dir.mkdir(parents=True, exist_ok=True)
         self._tasks = {step.task_name: TaskStatus(State.PENDING) for step in steps}
         self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="vertex-local")
         for step in steps:
             self._pool.submit(self._run, step)
-        return SubmittedRun(resource_name=f"local:{self.run_id}")
 
     def read_status(self) -> RunStatus:
         with self._lock:

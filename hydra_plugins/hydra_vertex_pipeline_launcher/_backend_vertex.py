@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 import yaml
 
-from ._backend import RunContext, RunStatus, State, SubmittedRun, TaskStatus
+from ._backend import RunContext, RunLocation, RunStatus, State, TaskStatus
 from .config import LauncherConfigError, VertexPipelineLauncherConf
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,22 @@ class VertexBackend:
         self.run = run
         self.parent = f"projects/{settings.project}/locations/{settings.location}"
         self.resource_name = f"{self.parent}/pipelineJobs/{run.run_id}"
+        self.location = RunLocation(
+            resource_name=self.resource_name,
+            console_url=CONSOLE_URL.format(
+                location=settings.location, id=run.run_id, project=settings.project
+            ),
+        )
         self._client = _pipeline_client(settings)
         self._task_keys: Dict[str, str] = {}
 
-    def submit(self, spec_path: Path) -> SubmittedRun:
+    def submit(self, spec_path: Path) -> None:
         spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
         for key, task in spec["root"]["dag"]["tasks"].items():
             # Vertex reports a task by its display name; accept the DAG key as well.
             self._task_keys[task["taskInfo"]["name"]] = key
             self._task_keys[key] = key
-        created = self._create_once(self._pipeline_job(spec))
-        url = CONSOLE_URL.format(
-            location=self.settings.location, id=self.run.run_id, project=self.settings.project
-        )
-        return SubmittedRun(resource_name=created.name, console_url=url)
+        self._create_once(self._pipeline_job(spec))
 
     def read_status(self) -> RunStatus:
         job = self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
@@ -139,6 +141,8 @@ class VertexBackend:
                 )
             except exceptions.Conflict:  # 409: the id exists, so an earlier try created it
                 return self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
+            except (exceptions.Forbidden, exceptions.NotFound, exceptions.BadRequest) as e:
+                raise self._refusal(e) from e
             except _transient() as e:
                 existing = self._existing_run()
                 if existing is not None:
@@ -150,6 +154,22 @@ class VertexBackend:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+    def _refusal(self, error: Any) -> LauncherConfigError:
+        settings = self.settings
+        where = f"projects/{settings.project}/locations/{settings.location}"
+        if error.code == 403:
+            runner = settings.service_account or "the default compute service account"
+            return LauncherConfigError(
+                f"Vertex denied creating a pipeline run in {where} ({error.message}). Grant "
+                f"roles/aiplatform.user, and roles/iam.serviceAccountUser on {runner}."
+            )
+        if error.code == 404:
+            return LauncherConfigError(
+                f"Vertex has no {where} ({error.message}): check hydra.launcher.project and "
+                "hydra.launcher.location (and hydra.launcher.api_endpoint, if set)."
+            )
+        return LauncherConfigError(f"Vertex refused the pipeline run: {error.message}")
 
     def _existing_run(self) -> Optional[Any]:
         from google.api_core import exceptions

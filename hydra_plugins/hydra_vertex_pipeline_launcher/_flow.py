@@ -22,7 +22,7 @@ from ._compose import ComposedJob, compose
 from ._stage import stage
 from ._storage import Storage, open_storage
 from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
-from .config import VertexPipelineLauncherConf
+from .config import LauncherConfigError, VertexPipelineLauncherConf
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +73,25 @@ def _submit_and_watch(
     by_num: Dict[int, ComposedJob],
     local_cwd: str,
 ) -> Dict[int, JobReturn]:
+    where = backend.location.console_url or backend.location.resource_name
     files = StatusFiles(
         run.local_dir / "run.json",
         watched,
         {
             "run_id": run.run_id,
             "backend": settings.backend,
+            "resource_name": backend.location.resource_name,
+            "console_url": backend.location.console_url,
             "staging_root": run.staging_uri,
             "pipeline_spec": str(run.local_dir / "pipeline.yaml"),
         },
     )
-    record = files.run_record
     returns: Dict[int, JobReturn] = {}
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-        hint = f"run {record.get('console_url') or record.get('resource_name')}"
-        returns[job.num], outcome = collect(storage, by_num[job.num], task, local_cwd, hint)
+        returns[job.num], outcome = collect(
+            storage, by_num[job.num], task, local_cwd, f"run {where}"
+        )
         return outcome
 
     streamer = None
@@ -99,20 +102,20 @@ def _submit_and_watch(
     )
     try:
         with _signals_as_interrupt():
-            # Written before and after the create: the sweep dir alone must lead to the run.
+            # Recorded before the create: the sweep dir alone must lead to the run.
             files.write_run(State.PENDING)
-            submitted = backend.submit(run.local_dir / "pipeline.yaml")
-            record.update(resource_name=submitted.resource_name, console_url=submitted.console_url)
-            files.write_run(State.PENDING)
-            log.info(f"Submitted {submitted.resource_name}")
-            if submitted.console_url:
-                log.info(f"Follow it at {submitted.console_url}")
+            backend.submit(run.local_dir / "pipeline.yaml")
+            log.info(f"Submitted {backend.location.resource_name}")
+            if backend.location.console_url:
+                log.info(f"Follow it at {backend.location.console_url}")
             watcher.watch()
     except KeyboardInterrupt:
-        _interrupted(settings, backend, watcher, run)
+        _interrupted(settings, backend, watcher, run, where)
         raise
+    except LauncherConfigError:
+        raise  # the backend refused the run: nothing was created
     except Exception:
-        _watch_failed(backend, watcher, run)
+        _watch_failed(backend, watcher, run, where)
         raise
     return returns
 
@@ -156,18 +159,13 @@ def _log_plan(
         log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
 
 
-def _where(watcher: Watcher, run: RunContext) -> str:
-    record = watcher.files.run_record
-    return str(record.get("console_url") or record.get("resource_name") or run.run_id)
-
-
 def _interrupted(
     settings: VertexPipelineLauncherConf,
     backend: PipelineBackend,
     watcher: Watcher,
     run: RunContext,
+    where: str,
 ) -> None:
-    where = _where(watcher, run)
     if backend.outlives_launcher and not settings.cancel_on_interrupt:
         log.warning(
             f"Interrupted. The pipeline run goes on (cancel_on_interrupt=false): {where}. "
@@ -183,12 +181,12 @@ def _interrupted(
     log.warning(f"Cancelled {where}")
 
 
-def _watch_failed(backend: PipelineBackend, watcher: Watcher, run: RunContext) -> None:
-    where = _where(watcher, run)
+def _watch_failed(backend: PipelineBackend, watcher: Watcher, run: RunContext, where: str) -> None:
     if backend.outlives_launcher:
         log.error(
-            f"Watching {where} failed; the run goes on. {run.local_dir / 'run.json'} names the "
-            "run and its staging root, where each job's outputs and result land."
+            f"Submitting or watching {where} failed; if it was created, it goes on. "
+            f"{run.local_dir / 'run.json'} names the run and its staging root, where each "
+            "job's outputs and result land."
         )
         return
     with _shielded_from_signals():
