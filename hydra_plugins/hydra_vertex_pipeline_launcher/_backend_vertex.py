@@ -68,10 +68,12 @@ class VertexBackend:
 
     def submit(self, spec_path: Path) -> None:
         spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-        for key, task in spec["root"]["dag"]["tasks"].items():
-            # Vertex reports a task by its display name; accept the DAG key as well.
-            self._task_keys[task["taskInfo"]["name"]] = key
-            self._task_keys[key] = key
+        tasks = spec["root"]["dag"]["tasks"]
+        # Vertex reports a task by its display name; the DAG key is accepted too, unless it is
+        # also the pipeline's name, which the run's own (root) task detail carries.
+        self._task_keys = {key: key for key in tasks}
+        self._task_keys.pop(spec["pipelineInfo"]["name"], None)
+        self._task_keys.update({task["taskInfo"]["name"]: key for key, task in tasks.items()})
         self._create_once(self._pipeline_job(spec))
 
     def read_status(self) -> RunStatus:
