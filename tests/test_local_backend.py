@@ -164,3 +164,18 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_bad_resource_quantity_is_named_before_anything_is_staged(tmp_path: Path) -> None:
+    sweep = tmp_path / "m"
+    args = [
+        "-m",
+        "+x=1",
+        LOCAL,
+        f"hydra.sweep.dir={sweep}",
+        "hydra.launcher.resources.memory_limit=12X",
+    ]
+    proc = run_app("flaky.py", args, tmp_path)
+    assert proc.returncode != 0
+    assert "hydra.launcher.resources.memory_limit='12X': Invalid memory string" in proc.stderr
+    assert not list(sweep.glob("vertex_pipeline/*/jobs"))

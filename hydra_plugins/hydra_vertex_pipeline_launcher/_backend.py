@@ -54,6 +54,16 @@ class RunContext:
     local_dir: Path  # this run's folder in the sweep dir
     staging_uri: str  # <staging_root>/<run_id>
 
+    @property
+    def spec_path(self) -> Path:
+        """The compiled pipeline, as submitted."""
+        return self.local_dir / "pipeline.yaml"
+
+    @property
+    def record_path(self) -> Path:
+        """The run's status and everything needed to find it again."""
+        return self.local_dir / "run.json"
+
 
 @dataclass(frozen=True)
 class RunLocation:

@@ -3,11 +3,11 @@
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 from ._compose import ComposedJob
 from ._stage import StagedRun
-from .config import VertexPipelineLauncherConf
+from .config import LauncherConfigError, VertexPipelineLauncherConf
 
 REMOTE_MODULE = "hydra_plugins.hydra_vertex_pipeline_launcher._remote"
 PLACEHOLDER_IMAGE = "python:3.11-slim"  # the local backend ignores the image
@@ -76,9 +76,9 @@ def _configure_task(task: Any, settings: VertexPipelineLauncherConf, display_nam
     task.set_caching_options(settings.enable_caching)
     resources = settings.resources
     if resources.cpu_limit:
-        task.set_cpu_limit(str(resources.cpu_limit))
+        _set("resources.cpu_limit", str(resources.cpu_limit), task.set_cpu_limit)
     if resources.memory_limit:
-        task.set_memory_limit(str(resources.memory_limit))
+        _set("resources.memory_limit", str(resources.memory_limit), task.set_memory_limit)
     if resources.accelerator_type:
         task.set_accelerator_type(resources.accelerator_type)
         task.set_accelerator_limit(resources.accelerator_count)
@@ -86,3 +86,10 @@ def _configure_task(task: Any, settings: VertexPipelineLauncherConf, display_nam
         task.set_retry(settings.retries)
     for name, value in settings.env.items():
         task.set_env_variable(name, str(value))
+
+
+def _set(setting: str, value: str, apply: Callable[[str], Any]) -> None:
+    try:
+        apply(value)
+    except ValueError as e:  # kfp checks Kubernetes quantities
+        raise LauncherConfigError(f"hydra.launcher.{setting}={value!r}: {e}") from e

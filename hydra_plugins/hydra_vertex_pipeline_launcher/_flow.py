@@ -19,7 +19,7 @@ from ._backend import PipelineBackend, RunContext, State, TaskStatus, make_backe
 from ._build import build_pipeline
 from ._collect import LogStreamer, collect
 from ._compose import ComposedJob, compose
-from ._stage import stage
+from ._stage import pack, upload
 from ._storage import Storage, open_storage
 from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
 from .config import LauncherConfigError, VertexPipelineLauncherConf
@@ -47,11 +47,11 @@ def launch(
         storage = open_storage(run.staging_uri, settings.request_timeout)
         _log_plan(settings, run, jobs)
         in_container = not backend.steps_share_filesystem
-        staged = stage(storage, jobs, task_function, hydra_context, in_container)
-        spec_path = run.local_dir / "pipeline.yaml"
+        staged = pack(jobs, task_function, hydra_context, in_container)
         task_jobs = build_pipeline(
-            settings, run.pipeline_name, run.staging_uri, jobs, staged, spec_path
+            settings, run.pipeline_name, run.staging_uri, jobs, staged, run.spec_path
         )
+        upload(storage, staged)
         by_num = {job.num: job for job in jobs}
         watched = [
             WatchedJob(num, task, by_num[num].display_name, by_num[num].local_dir)
@@ -75,7 +75,7 @@ def _submit_and_watch(
 ) -> Dict[int, JobReturn]:
     where = backend.location.console_url or backend.location.resource_name
     files = StatusFiles(
-        run.local_dir / "run.json",
+        run.record_path,
         watched,
         {
             "run_id": run.run_id,
@@ -83,7 +83,7 @@ def _submit_and_watch(
             "resource_name": backend.location.resource_name,
             "console_url": backend.location.console_url,
             "staging_root": run.staging_uri,
-            "pipeline_spec": str(run.local_dir / "pipeline.yaml"),
+            "pipeline_spec": str(run.spec_path),
         },
     )
     returns: Dict[int, JobReturn] = {}
@@ -104,7 +104,7 @@ def _submit_and_watch(
         with _signals_as_interrupt():
             # Recorded before the create: the sweep dir alone must lead to the run.
             files.write_run(State.PENDING)
-            backend.submit(run.local_dir / "pipeline.yaml")
+            backend.submit(run.spec_path)
             log.info(f"Submitted {backend.location.resource_name}")
             if backend.location.console_url:
                 log.info(f"Follow it at {backend.location.console_url}")
@@ -169,7 +169,7 @@ def _interrupted(
     if backend.outlives_launcher and not settings.cancel_on_interrupt:
         log.warning(
             f"Interrupted. The pipeline run goes on (cancel_on_interrupt=false): {where}. "
-            f"This process will not collect its jobs' results; {run.local_dir / 'run.json'} "
+            f"This process will not collect its jobs' results; {run.record_path} "
             "names the run and its staging root."
         )
         return
@@ -185,7 +185,7 @@ def _watch_failed(backend: PipelineBackend, watcher: Watcher, run: RunContext, w
     if backend.outlives_launcher:
         log.error(
             f"Submitting or watching {where} failed; if it was created, it goes on. "
-            f"{run.local_dir / 'run.json'} names the run and its staging root, where each "
+            f"{run.record_path} names the run and its staging root, where each "
             "job's outputs and result land."
         )
         return

@@ -24,10 +24,11 @@ _NO_DEFAULT = object()
 class StagedRun:
     shared_digest: str
     job_digests: Dict[int, str]
+    # Object name below the run's staging root -> its bytes.
+    blobs: Dict[str, bytes]
 
 
-def stage(
-    storage: Storage,
+def pack(
     jobs: List[ComposedJob],
     task_function: TaskFunction,
     hydra_context: HydraContext,
@@ -49,9 +50,13 @@ def stage(
         job_digests[job.num] = sha256(payload)
         blobs[_layout.job_payload(job.num)] = payload
         blobs.update(_readable_configs(job))
+    return StagedRun(shared_digest=sha256(shared), job_digests=job_digests, blobs=blobs)
+
+
+def upload(storage: Storage, staged: StagedRun) -> None:
+    """The one place a run's configs and payloads leave this machine: one parallel transfer."""
     storage.check_access()
-    storage.write_many(blobs)
-    return StagedRun(shared_digest=sha256(shared), job_digests=job_digests)
+    storage.write_many(staged.blobs)
 
 
 def sha256(data: bytes) -> str:

@@ -16,7 +16,6 @@ from ._layout import JOB_STATUS_FILE
 
 log = logging.getLogger(__name__)
 
-RUN_STATUS_FILE = "run.json"
 BACKOFF_FACTOR = 1.5
 # Each read already retries transient errors for request_timeout; this many such failures in a
 # row (an outage of many minutes) end the watch.
