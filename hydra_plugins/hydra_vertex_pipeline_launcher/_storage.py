@@ -127,18 +127,8 @@ class LocalStorage:
             self.upload_file(local_dir / rel, f"{prefix}/{rel}")
 
     def upload_file(self, local_file: Path, name: str) -> None:
-        dest = self.root / safe_relative(name)
-        if dest.exists() and os.path.samefile(local_file, dest):
-            return
-
         # A hard link costs no disk: the local backend's outputs already sit in the job dir.
-        def link_or_copy(tmp: str) -> None:
-            try:
-                os.link(local_file, tmp)
-            except OSError:
-                shutil.copy2(local_file, tmp)
-
-        _replace_atomically(dest, link_or_copy)
+        _copy_unless_same(local_file, self.root / safe_relative(name), link=True)
 
     def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
         source = self.root / safe_relative(prefix)
@@ -156,10 +146,20 @@ class LocalStorage:
                 _copy_unless_same(source, dest)
 
 
-def _copy_unless_same(source: Path, dest: Path) -> None:
+def _copy_unless_same(source: Path, dest: Path, link: bool = False) -> None:
     if dest.exists() and os.path.samefile(source, dest):
         return
-    _replace_atomically(dest, lambda tmp: shutil.copy2(source, tmp))
+
+    def place(tmp: str) -> None:
+        if link:
+            try:
+                os.link(source, tmp)
+                return
+            except OSError:
+                pass  # another filesystem: copy instead
+        shutil.copy2(source, tmp)
+
+    _replace_atomically(dest, place)
 
 
 def _destinations(names: List[str], local_dir: Path) -> Tuple[List[Tuple[str, Path]], List[str]]:

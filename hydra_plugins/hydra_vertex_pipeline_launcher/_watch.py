@@ -7,9 +7,10 @@ import logging
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ._backend import PipelineBackend, RunStatus, State, TaskStatus, utc_now
 from ._layout import JOB_STATUS_FILE
@@ -20,6 +21,8 @@ BACKOFF_FACTOR = 1.5
 # Each read already retries transient errors for request_timeout; this many such failures in a
 # row (an outage of many minutes) end the watch.
 MAX_FAILED_READS = 5
+# Jobs collected at once when several end within one poll.
+COLLECT_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class Watcher:
 
     def _apply(self, status: RunStatus) -> bool:
         changed = False
+        ended: List[Tuple[WatchedJob, TaskStatus]] = []
         for name, task in status.tasks.items():
             job = self.files.jobs.get(name)
             if job is None or name in self.done or self.seen.get(name) == task:
@@ -189,18 +193,25 @@ class Watcher:
             changed = True
             self.seen[name] = task
             if task.state.terminal:
-                self._finish(job, task)
+                ended.append((job, task))
             else:
                 self.files.write_job(job, task)
+        self._finish(ended)
         return changed
 
-    def _finish(self, job: WatchedJob, task: TaskStatus) -> None:
-        outcome = self.on_job_done(job, task)
-        self.done[job.task_name] = outcome
-        ended = task.ended or utc_now()
-        self.files.write_job(job, TaskStatus(outcome.state, task.started, ended, outcome.error))
+    def _finish(self, ended: List[Tuple[WatchedJob, TaskStatus]]) -> None:
+        """Collects jobs that ended together in parallel: each collect is a few round trips."""
+        with ThreadPoolExecutor(COLLECT_WORKERS, thread_name_prefix="collect") as pool:
+            outcomes = list(pool.map(lambda pair: self.on_job_done(*pair), ended))
+        for (job, task), outcome in zip(ended, outcomes):
+            self.done[job.task_name] = outcome
+            finished = TaskStatus(
+                outcome.state, task.started, task.ended or utc_now(), outcome.error
+            )
+            self.files.write_job(job, finished)
 
     def _finish_unended(self, status: RunStatus) -> None:
+        ended = []
         for name, job in self.files.jobs.items():
             if name in self.done:
                 continue
@@ -208,7 +219,8 @@ class Watcher:
             reason = f"the run ended {status.state.value} while this task was {seen.state.value}"
             if status.error:
                 reason += f": {status.error}"
-            self._finish(job, TaskStatus(State.FAILED, seen.started, utc_now(), reason))
+            ended.append((job, TaskStatus(State.FAILED, seen.started, utc_now(), reason)))
+        self._finish(ended)
 
     def _running(self) -> List[WatchedJob]:
         return [
