@@ -72,21 +72,14 @@ def test_layout_of_a_run(tmp_path: Path) -> None:
 
 
 def test_steps_run_in_parallel_up_to_max_parallel(tmp_path: Path) -> None:
-    board = tmp_path / "board"
-    args = ["-m", "+x=0,1,2,3", LOCAL, f"+board={board}", f"hydra.sweep.dir={tmp_path / 'm'}"]
     # Each job waits until all four have started: only four at once can get through.
-    proc = run_app(
-        "rendezvous.py", [*args, "+wait_for=4", "hydra.launcher.local.max_parallel=4"], tmp_path
-    )
+    proc = _four_jobs(tmp_path, "+wait_for=4", "hydra.launcher.local.max_parallel=4")
     assert proc.returncode == 0, proc.stderr
 
 
 def test_max_parallel_caps_concurrency(tmp_path: Path) -> None:
     board = tmp_path / "board"
-    args = ["-m", "+x=0,1,2,3", LOCAL, f"+board={board}", f"hydra.sweep.dir={tmp_path / 'm'}"]
-    proc = run_app(
-        "rendezvous.py", [*args, "+sleep=0.5", "hydra.launcher.local.max_parallel=2"], tmp_path
-    )
+    proc = _four_jobs(tmp_path, "+sleep=0.5", "hydra.launcher.local.max_parallel=2")
     assert proc.returncode == 0, proc.stderr
     spans = [read_json(p) for p in board.glob("*.json")]
     assert len(spans) == 4
@@ -149,6 +142,13 @@ def test_vertex_settings_missing_are_named_before_anything_is_staged(tmp_path: P
     assert proc.returncode != 0
     assert "hydra.launcher.project is not set" in proc.stderr
     assert not (sweep / "vertex_pipeline").exists()
+
+
+def _four_jobs(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    """rendezvous.py with x=0..3, each job on tmp_path/board."""
+    board, sweep = tmp_path / "board", tmp_path / "m"
+    args = ["-m", "+x=0,1,2,3", LOCAL, f"+board={board}", f"hydra.sweep.dir={sweep}"]
+    return run_app("rendezvous.py", [*args, *overrides], tmp_path)
 
 
 def _two_slow_jobs(
