@@ -145,7 +145,7 @@ class LocalBackend:
 
     def _run_once(self, step: LocalStep, console: Path, started: str) -> Optional[int]:
         """The step's exit code, or None when the run was cancelled before it started."""
-        env = {**os.environ, **step.env, "PYTHONPATH": _python_path()}
+        env = {**os.environ, **step.env, "PYTHONPATH": _python_path(step.env.get("PYTHONPATH"))}
         with console.open("ab") as out:
             with self._lock:
                 if self._cancelled:
@@ -182,11 +182,13 @@ def _run_state(tasks: Any, cancelled: bool) -> State:
     return State.FAILED if State.FAILED in states else State.SUCCEEDED
 
 
-def _python_path() -> str:
-    """The app's folder first, as a container with the app installed would import it."""
+def _python_path(step_python_path: Optional[str]) -> str:
+    """The app's folder first, as a container with the app installed would import it; then the
+    step's own PYTHONPATH (hydra.launcher.env), then the launcher's."""
     entries = [sys.path[0]] if sys.path and sys.path[0] else []
-    if os.environ.get("PYTHONPATH"):
-        entries.append(os.environ["PYTHONPATH"])
+    for python_path in (step_python_path, os.environ.get("PYTHONPATH")):
+        if python_path:
+            entries.append(python_path)
     return os.pathsep.join(entries)
 
 

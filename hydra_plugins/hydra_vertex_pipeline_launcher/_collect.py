@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import _layout
+from ._app_main import loads_from_step
 from ._backend import State, TaskStatus
 from ._compose import ComposedJob
 from ._storage import Storage
@@ -64,9 +64,10 @@ def collect(
         job_return, error = None, f"its result could not be read: {e!r}"
     if job_return is None:
         reason = error or f"its step ended {task.state.value} without a result"
+        reason += _attempts_note(storage, job.num)
         if task.error:
             reason += f"; {task.error}"
-        return _failed(job, "; ".join([reason, *problems]) + f" ({run_hint})", task)
+        return _failed(job, "; ".join([reason, *problems]) + f" ({run_hint})", task, local_cwd)
     if problems:
         log.warning(f"job #{job.num}: " + "; ".join(problems))
     if job_return.status is JobStatus.COMPLETED:
@@ -77,57 +78,71 @@ def collect(
 def _read_result(
     storage: Storage, job: ComposedJob, local_cwd: str, problems: List[str]
 ) -> Tuple[Optional[JobReturn], Optional[str]]:
+    """The JobReturn, rebuilt from the job composed here around the little the step sent."""
     raw = storage.read(_layout.job_result(job.num))
     if raw is None:
         return None, None
-    result: Dict[str, Any] = cloudpickle.loads(raw)
+    result: Dict[str, Any] = loads_from_step(raw)
     if result["upload_error"]:
         problems.append(result["upload_error"])
-    job_return: JobReturn = result["job_return"]
-    if job_return.hydra_cfg is None:  # the step failed before Hydra composed anything there
-        known = _composed_return(job)
-        known.status, known.return_value = job_return.status, job_return._return_value
-        job_return = known
-    _map_paths(job_return, result, job.local_dir, local_cwd)
+    job_return = composed_return(job, local_cwd, result["ran_in_output_dir"])
+    job_return.status = result["status"]
+    job_return.return_value = result["return_value"]
     error = None
     if job_return.status is not JobStatus.COMPLETED:
         error = result["traceback"]
+        if result["attempt"] > 1:
+            error += f"\n(the last of {result['attempt']} attempts of its step)"
         exception = job_return._return_value
         if hasattr(exception, "add_note"):  # Python 3.11+: shown under the exception
             exception.add_note(f"Remote traceback of job #{job.num}:\n{error}")
     return job_return, error
 
 
-def _map_paths(
-    job_return: JobReturn, result: Dict[str, Any], local_dir: Path, local_cwd: str
-) -> None:
-    """The step's paths (a container's, on Vertex) become this machine's."""
-    job_return.working_dir = str(local_dir) if result["ran_in_output_dir"] else local_cwd
-    if isinstance(job_return.hydra_cfg, DictConfig):
-        with read_write(job_return.hydra_cfg.hydra.runtime):
-            job_return.hydra_cfg.hydra.runtime.output_dir = str(local_dir)
-            job_return.hydra_cfg.hydra.runtime.cwd = local_cwd
+def _attempts_note(storage: Storage, num: int) -> str:
+    try:
+        attempts = int(storage.read(_layout.job_attempts(num)) or b"0")
+    except Exception:  # noqa: BLE001 - only a detail of the message
+        return ""
+    return f" after {attempts} attempts" if attempts > 1 else ""
 
 
-def _failed(job: ComposedJob, reason: str, task: TaskStatus) -> Tuple[JobReturn, Outcome]:
+def _failed(
+    job: ComposedJob, reason: str, task: TaskStatus, local_cwd: str
+) -> Tuple[JobReturn, Outcome]:
     message = f"job #{job.num} ({job.display_name}): {reason}"
-    job_return = _composed_return(job)
+    job_return = composed_return(job, local_cwd, ran_in_output_dir=_chdir(job.sweep_config))
     job_return.status = JobStatus.FAILED
     job_return.return_value = PipelineTaskError(message)
     state = State.CANCELLED if task.state is State.CANCELLED else State.FAILED
     return job_return, Outcome(state, message)
 
 
-def _composed_return(job: ComposedJob) -> JobReturn:
-    """What is known of a job on this machine, for a step that could not say it itself."""
-    task_config = copy.deepcopy(job.sweep_config)
-    hydra_cfg = OmegaConf.create({"hydra": task_config.hydra})
-    with read_write(task_config), open_dict(task_config):
-        del task_config["hydra"]
+def composed_return(job: ComposedJob, local_cwd: str, ran_in_output_dir: bool) -> JobReturn:
+    """The JobReturn Hydra's run_job gives for this job on this machine, but for its outcome.
+
+    As run_job: `hydra.runtime.output_dir` is the absolute output dir, and `working_dir` the
+    output dir as joined (often relative) when the job ran there, else the launch dir.
+    """
+    config = copy.deepcopy(job.sweep_config)
+    output_dir = os.path.join(
+        str(OmegaConf.select(config, "hydra.sweep.dir")),
+        str(OmegaConf.select(config, "hydra.sweep.subdir")),
+    )
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
+    hydra_cfg = OmegaConf.masked_copy(config, "hydra")
+    with read_write(config), open_dict(config):
+        del config["hydra"]
     return JobReturn(
         overrides=list(job.overrides),
-        cfg=task_config,
+        cfg=config,
         hydra_cfg=hydra_cfg,
-        working_dir=str(job.local_dir),
+        working_dir=output_dir if ran_in_output_dir else local_cwd,
         task_name=str(job.sweep_config.hydra.job.name),
     )
+
+
+def _chdir(sweep_config: DictConfig) -> bool:
+    """Whether run_job changes into the output dir: hydra.job.chdir, unset meaning no."""
+    return bool(OmegaConf.select(sweep_config, "hydra.job.chdir"))

@@ -25,3 +25,8 @@ def job_result(num: int) -> str:
 
 def job_live_log(num: int) -> str:
     return f"{job_prefix(num)}/live.log"
+
+
+def job_attempts(num: int) -> str:
+    """How many attempts of the job's step have started (Vertex retries a failed step)."""
+    return f"{job_prefix(num)}/attempts"

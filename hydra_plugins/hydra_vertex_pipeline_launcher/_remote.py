@@ -16,6 +16,7 @@ import sys
 import threading
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -23,55 +24,136 @@ import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from . import _layout
+from ._app_main import MainScript, import_main
 from ._compose import job_output_dir
 from ._storage import Storage, open_storage
 
-log = logging.getLogger(__name__)
+# Not __name__: this module runs as __main__.
+log = logging.getLogger("hydra_plugins.hydra_vertex_pipeline_launcher._remote")
 
 
 class PayloadDigestMismatch(RuntimeError):
     pass
 
 
+@dataclass
+class StepOutcome:
+    """What a step hands back: the launcher rebuilds the JobReturn around it."""
+
+    status: JobStatus
+    return_value: Any
+    traceback: str
+    ran_in_output_dir: bool
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(argv)
     storage = open_storage(args.run_root, args.request_timeout)
+    attempt = _start_attempt(storage, args.job)
     output_dir: Optional[Path] = None  # known once the job's config is restored
     try:
-        job_return, trace, output_dir = _run_staged_job(storage, args)
+        outcome, output_dir = _run_staged_job(storage, args)
     except Exception as e:  # noqa: BLE001 - the launcher must learn why, not just an exit code
-        job_return = JobReturn(status=JobStatus.FAILED, _return_value=e, working_dir=os.getcwd())
         trace = traceback.format_exc()
         print(trace, file=sys.stderr)
+        outcome = StepOutcome(JobStatus.FAILED, e, trace, ran_in_output_dir=False)
     upload_error = _upload_outputs(storage, output_dir, args.job) if output_dir else None
-    ran_in_output_dir = output_dir is not None and _same_dir(job_return.working_dir, output_dir)
-    result = _result_bytes(job_return, trace, ran_in_output_dir, upload_error)
+    result = _result_bytes(outcome, attempt, upload_error)
     storage.write_many({_layout.job_result(args.job): result})
-    return 0 if job_return.status is JobStatus.COMPLETED else 1
+    return 0 if outcome.status is JobStatus.COMPLETED else 1
 
 
-def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[JobReturn, str, Path]:
+def _start_attempt(storage: Storage, num: int) -> int:
+    """Counts this attempt and clears what an earlier one handed back: the last one speaks.
+
+    Vertex does not tell a container which attempt it is; the count lives in the staging root.
+    Only staging-root objects are cleared: on the local backend the output dir is the user's.
+    """
+    earlier = storage.read(_layout.job_attempts(num))
+    attempt = int(earlier or b"0") + 1
+    storage.write_many({_layout.job_attempts(num): str(attempt).encode()})
+    if attempt > 1:
+        storage.delete_below(_layout.job_result(num))
+        storage.delete_below(_layout.job_output(num))
+    return attempt
+
+
+def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[StepOutcome, Path]:
     """Restores what the launcher staged and runs the job through Hydra's run_job."""
     _check_python(args.python)
     shared = _load_checked(storage, _layout.SHARED_PAYLOAD, args.shared_digest)
     job = _load_checked(storage, _layout.job_payload(args.job), args.job_digest)
-    sweep_config: DictConfig = job["sweep_config"]
+    main_problem = _restore_main(shared["main"])
+    parts, shared_problem = _unpack(shared, main_problem)
+    job_parts, job_problem = _unpack(job, main_problem)
+    sweep_config: DictConfig = job_parts["sweep_config"]
     setup_globals()
-    Singleton.set_state(shared["singleton_state"])
+    Singleton.set_state(parts["singleton_state"])
     if shared["in_container"]:
         _map_paths_into_container(sweep_config)
     HydraConfig.instance().set_config(sweep_config)
     output_dir = job_output_dir(sweep_config)
+    task_function = parts["task_function"]
+    problem = shared_problem or job_problem
+    if problem:
+        task_function = _warning_first(task_function, problem)
     log_file = output_dir / f"{sweep_config.hydra.job.name}.log"
     with _streaming_log(
         storage, log_file, _layout.job_live_log(args.job), args.log_upload_interval
     ):
-        job_return = _run(shared, sweep_config)
+        job_return = _run(parts["hydra_context"], task_function, sweep_config)
         trace = _log_failure(job_return)
-    return job_return, trace, output_dir
+    outcome = StepOutcome(
+        status=job_return.status,
+        return_value=job_return._return_value,
+        traceback=trace,
+        ran_in_output_dir=_same_dir(job_return.working_dir, output_dir),
+    )
+    return outcome, output_dir
+
+
+def _restore_main(main: Optional[MainScript]) -> Optional[str]:
+    """Makes the app's main this process's __main__; why it could not, if it could not."""
+    if main is None:
+        return "the launcher named no main script of the app"
+    try:
+        return import_main(main)
+    except Exception:  # noqa: BLE001 - the job may still run from what was pickled by value
+        return f"running the app's {main.describe()} here failed:\n{traceback.format_exc()}"
+
+
+def _unpack(payload: Dict[str, Any], main_problem: Optional[str]) -> Tuple[Dict[str, Any], str]:
+    """By reference to the app's main when it is here; else by value, with the reason why."""
+    by_reference = payload["by_reference"]
+    if by_reference is None:
+        return cloudpickle.loads(payload["by_value"]), ""
+    problem = main_problem
+    if problem is None:
+        try:
+            return cloudpickle.loads(by_reference), ""
+        except Exception:  # noqa: BLE001 - e.g. a name defined only under `if __name__ == ...`
+            problem = f"the app's names could not all be found here:\n{traceback.format_exc()}"
+    warning = (
+        f"{problem}. Running the task as the launcher pickled it by value: names of the app's "
+        "main module (`__main__.X`) do not resolve in this job. Put the app's script in the "
+        "image's working dir, as in the launch dir, to run it as it runs in-process."
+    )
+    print(warning, file=sys.stderr)
+    return cloudpickle.loads(payload["by_value"]), warning
+
+
+def _warning_first(task_function: TaskFunction, warning: str) -> TaskFunction:
+    """The job's log, which Hydra sets up inside run_job, starts with the warning."""
+
+    def task_after_warning(cfg: DictConfig) -> Any:
+        log.warning(warning)
+        return task_function(cfg)
+
+    return task_after_warning
 
 
 def _upload_outputs(storage: Storage, output_dir: Path, num: int) -> Optional[str]:
@@ -135,19 +217,19 @@ def _map_paths_into_container(sweep_config: DictConfig) -> None:
         sweep_config.hydra.runtime.cwd = os.getcwd()
 
 
-def _run(shared: Dict[str, Any], sweep_config: DictConfig) -> JobReturn:
+def _run(
+    hydra_context: HydraContext, task_function: TaskFunction, sweep_config: DictConfig
+) -> JobReturn:
     try:
         return run_job(
-            hydra_context=shared["hydra_context"],
-            task_function=shared["task_function"],
+            hydra_context=hydra_context,
+            task_function=task_function,
             config=sweep_config,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
     except Exception as e:  # noqa: BLE001 - Hydra itself failed around the task: still a result
         return JobReturn(
-            overrides=list(sweep_config.hydra.overrides.task),
-            hydra_cfg=OmegaConf.create({"hydra": sweep_config.hydra}),
             task_name=str(sweep_config.hydra.job.name),
             working_dir=os.getcwd(),
             status=JobStatus.FAILED,
@@ -170,24 +252,27 @@ def _same_dir(working_dir: Optional[str], output_dir: Path) -> bool:
     return working_dir is not None and Path(working_dir).absolute() == output_dir
 
 
-def _result_bytes(
-    job_return: JobReturn, trace: str, ran_in_output_dir: bool, upload_error: Optional[str]
-) -> bytes:
+def _result_bytes(outcome: StepOutcome, attempt: int, upload_error: Optional[str]) -> bytes:
     result = {
-        "job_return": job_return,
-        "traceback": trace,
-        "ran_in_output_dir": ran_in_output_dir,
+        "status": outcome.status,
+        "return_value": outcome.return_value,
+        "traceback": outcome.traceback,
+        "attempt": attempt,
+        "ran_in_output_dir": outcome.ran_in_output_dir,
         "upload_error": upload_error,
     }
     try:
         return cloudpickle.dumps(result)
     except Exception as e:  # noqa: BLE001 - an unpicklable value must not lose the job
-        what = "exception" if job_return.status is JobStatus.FAILED else "return value"
-        job_return.status = JobStatus.FAILED
-        job_return.return_value = RuntimeError(
-            f"the job's {what} ({type(job_return._return_value).__name__}) could not be pickled"
-            f" back to the launcher: {e!r}. {trace}"
+        what = "exception" if outcome.status is JobStatus.FAILED else "return value"
+        kind = type(outcome.return_value)
+        message = (
+            f"the job's {what} (a {kind.__module__}.{kind.__qualname__}) could not be pickled "
+            f"back to the launcher: {e!r}"
         )
+        result["status"] = JobStatus.FAILED
+        result["return_value"] = RuntimeError(message)
+        result["traceback"] = "\n".join(part for part in (outcome.traceback, message) if part)
         return cloudpickle.dumps(result)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import cloudpickle
 from hydra.core.hydra_config import HydraConfig
@@ -14,8 +16,10 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import Container, DictConfig, OmegaConf
 
 from . import _layout
+from ._app_main import MainScript, dumps_by_reference, dumps_by_value, launching_main
 from ._compose import ComposedJob
 from ._storage import Storage
+from .config import LauncherConfigError
 
 _NO_DEFAULT = object()
 
@@ -28,29 +32,112 @@ class StagedRun:
     blobs: Dict[str, bytes]
 
 
+class UnpicklableJobError(LauncherConfigError):
+    """Something every step needs cannot be pickled; raised before anything is uploaded."""
+
+
 def pack(
     jobs: List[ComposedJob],
     task_function: TaskFunction,
     hydra_context: HydraContext,
     in_container: bool,
 ) -> StagedRun:
-    """What every job shares is pickled once per run; per job only its sweep config."""
+    """What every job shares is pickled once per run; per job only its sweep config.
+
+    Each is pickled twice when it refers to the app's __main__: by reference, for a step that
+    finds the app's main (the app's own classes then stay themselves), and by value, for one
+    that does not (an image without the script).
+    """
+    main = launching_main(os.getcwd())  # the launch dir, where local steps run too
+    shared_parts = {
+        "task_function": task_function,
+        "hydra_context": hydra_context,
+        "singleton_state": Singleton.get_state(),
+    }
     shared = cloudpickle.dumps(
-        {
-            "task_function": task_function,
-            "hydra_context": hydra_context,
-            "singleton_state": Singleton.get_state(),
-            "in_container": in_container,
-        }
+        {"main": main, "in_container": in_container, **_both_ways(shared_parts, main)}
     )
     blobs: Dict[str, bytes] = {_layout.SHARED_PAYLOAD: shared}
     job_digests: Dict[int, str] = {}
     for job in jobs:
-        payload = cloudpickle.dumps({"sweep_config": job.sweep_config})
+        payload = cloudpickle.dumps(_both_ways({"sweep_config": job.sweep_config}, main))
         job_digests[job.num] = sha256(payload)
         blobs[_layout.job_payload(job.num)] = payload
         blobs.update(_readable_configs(job))
     return StagedRun(shared_digest=sha256(shared), job_digests=job_digests, blobs=blobs)
+
+
+def _both_ways(parts: Dict[str, Any], main: Optional[MainScript]) -> Dict[str, Optional[bytes]]:
+    by_value = _dumps_checked(parts)
+    by_reference, referenced_main = dumps_by_reference(parts) if main else (None, False)
+    return {"by_reference": by_reference if referenced_main else None, "by_value": by_value}
+
+
+PART_NAMES = {
+    "task_function": "the task function",
+    "hydra_context": "Hydra's context (config loader, callbacks)",
+    "singleton_state": "Hydra's global state (ConfigStore, resolvers)",
+    "sweep_config": "the job's config",
+}
+
+
+def _dumps_checked(parts: Dict[str, Any]) -> bytes:
+    try:
+        return dumps_by_value(parts)
+    except Exception as e:  # noqa: BLE001 - cloudpickle raises TypeError, PicklingError, ...
+        culprit = _find_unpicklable(parts, "", set()) or "it"
+        raise UnpicklableJobError(
+            f"{culprit} cannot be pickled for the pipeline's steps ({e}). Create such an "
+            "object inside the task function (each job then makes its own), or make it "
+            "picklable. Nothing was uploaded."
+        ) from e
+
+
+def _find_unpicklable(obj: Any, label: str, seen: Set[int]) -> Optional[str]:
+    """The innermost part of obj that cannot be pickled, named for a person."""
+    if id(obj) in seen:
+        return None
+    seen.add(id(obj))
+    for part_label, part in _parts(obj, label):
+        try:
+            dumps_by_value(part)
+        except Exception:  # noqa: BLE001 - this part is the (or holds the) culprit
+            kind = f"{type(part).__module__}.{type(part).__qualname__}"
+            return _find_unpicklable(part, part_label, seen) or f"{part_label} (a {kind})"
+    return None
+
+
+def _parts(obj: Any, label: str) -> Iterator[Tuple[str, Any]]:
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield (f"{label}[{key!r}]" if label else PART_NAMES.get(key, str(key))), value
+    elif isinstance(obj, (list, tuple)):
+        for index, value in enumerate(obj):
+            yield f"{label}[{index}]", value
+    elif isinstance(obj, types.FunctionType):
+        yield from _function_parts(obj)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType)):
+        for key, value in vars(obj).items():
+            yield f"{label}.{key}", value
+
+
+def _function_parts(func: types.FunctionType) -> Iterator[Tuple[str, Any]]:
+    name = f"function {func.__module__}.{func.__qualname__}"
+    for global_name in sorted(_global_names(func.__code__)):
+        if global_name in func.__globals__:
+            yield f"global {global_name!r} used by {name}", func.__globals__[global_name]
+    for var, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+        yield f"variable {var!r} captured by {name}", cell.cell_contents
+    for index, default in enumerate(func.__defaults__ or ()):
+        yield f"default #{index} of {name}", default
+
+
+def _global_names(code: types.CodeType) -> Set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
 
 
 def upload(storage: Storage, staged: StagedRun) -> None:

@@ -46,6 +46,10 @@ class Storage(Protocol):
         """Downloads each named object that exists to its path; missing ones are skipped."""
         ...
 
+    def delete_below(self, name: str) -> None:
+        """Deletes the object `name` and every object below `name/`; none there is fine."""
+        ...
+
 
 def open_storage(root_uri: str, timeout: float = 120.0) -> Storage:
     if root_uri.startswith("gs://"):
@@ -144,6 +148,13 @@ class LocalStorage:
             source = self.root / safe_relative(name)
             if source.is_file():
                 _copy_unless_same(source, dest)
+
+    def delete_below(self, name: str) -> None:
+        path = self.root / safe_relative(name)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def _copy_unless_same(source: Path, dest: Path, link: bool = False) -> None:
@@ -330,6 +341,16 @@ class GcsStorage:
         for result in results:
             if isinstance(result, Exception):
                 raise result
+
+    def delete_below(self, name: str) -> None:
+        key = self._key(name)
+        blobs = self._client.list_blobs(
+            self._bucket, prefix=key, timeout=self.timeout, retry=self.retry
+        )
+        doomed = [b for b in blobs if b.name == key or b.name.startswith(key + "/")]
+        self._bucket.delete_blobs(
+            doomed, on_error=lambda blob: None, timeout=self.timeout, retry=self.retry
+        )
 
 
 def _storage_client(storage: Any) -> Any:

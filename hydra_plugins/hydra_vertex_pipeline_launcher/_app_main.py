@@ -1,0 +1,178 @@
+"""The app's `__main__`, in the launcher and in the step, as multiprocessing's spawn does it.
+
+The launcher names the app's main script (or `-m` module) and pickles the app's own classes and
+functions as references to `__main__`. The step runs that script as `__mp_main__` (so its
+`if __name__ == "__main__"` block stays put) and makes it `__main__`: `__main__.Model`, pickle
+and tracebacks then work as they do in-process. What the step pickles back names
+`__mp_main__`, which the launcher reads as its own `__main__`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import os
+import pickle
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Optional, Tuple
+
+import cloudpickle
+
+STEP_MAIN = "__mp_main__"
+# cloudpickle names every code object it pickles by value so; the real file is kept instead.
+CLOUDPICKLE_FILENAME = "<dynamic-code>"
+# `@hydra.main` and other functools.wraps decorators: how deep a task function may be wrapped.
+MAX_UNWRAP = 8
+
+
+@dataclass(frozen=True)
+class MainScript:
+    """How a step finds the app's main: a path (relative to the launch dir when inside it) or a
+    module name (`python -m pkg.mod`), and the digest of its source."""
+
+    path: Optional[str]
+    module: Optional[str]
+    digest: str
+
+    def describe(self) -> str:
+        return f"module {self.module}" if self.module else f"script {self.path}"
+
+
+def launching_main(launch_cwd: str) -> Optional[MainScript]:
+    """The running app's main, or None where spawn would not re-run it either."""
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    if main is None or not file or not os.path.isfile(file):
+        return None  # an interactive session
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if spec_name == "__main__" or (spec_name or "").endswith(".__main__"):
+        return None  # packages' __main__.py run their main code unguarded
+    digest = _digest(Path(file))
+    if spec_name:
+        return MainScript(path=None, module=spec_name, digest=digest)
+    path = Path(file).absolute()
+    cwd = Path(launch_cwd).absolute()
+    shown = path.relative_to(cwd) if cwd in path.parents else path
+    return MainScript(path=str(shown), module=None, digest=digest)
+
+
+def import_main(script: MainScript) -> Optional[str]:
+    """Runs the app's main as `__mp_main__` and makes it `__main__`; why not, if it cannot."""
+    found = _find(script)
+    if found is None:
+        return f"the app's {script.describe()} is not found here (working dir {os.getcwd()})"
+    if _digest(found) != script.digest:
+        return f"the app's {script.describe()} here ({found}) differs from the launched one"
+    module = types.ModuleType(STEP_MAIN)
+    module.__file__ = str(found)
+    if script.module:
+        module.__spec__ = importlib.util.find_spec(script.module)
+        module.__package__ = script.module.rpartition(".")[0]
+    elif str(found.parent) not in sys.path:
+        sys.path.insert(0, str(found.parent))  # as `python script.py` puts it first
+    sys.modules[STEP_MAIN] = module
+    code = compile(found.read_bytes(), str(found), "exec")
+    exec(code, module.__dict__)  # noqa: S102 - the app's own code, digest checked above
+    sys.modules["__main__"] = module
+    return None
+
+
+def _find(script: MainScript) -> Optional[Path]:
+    if script.module:
+        try:
+            spec = importlib.util.find_spec(script.module)
+        except ImportError:
+            return None
+        origin = spec.origin if spec else None
+        return Path(origin) if origin and os.path.isfile(origin) else None
+    path = Path(str(script.path)).absolute()
+    return path if path.is_file() else None
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main_attribute(qualname: str, unwraps: int) -> Any:
+    """What `__main__.<qualname>` is, unwrapped `unwraps` times: the step's side of a reference."""
+    found: Any = sys.modules["__main__"]
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    for _ in range(unwraps):
+        found = found.__wrapped__
+    return found
+
+
+def main_reference(obj: Any) -> Optional[Tuple[str, int]]:
+    """(qualname, unwraps) when obj is a class or function of __main__ reachable by name."""
+    if not isinstance(obj, (type, types.FunctionType)) or obj.__module__ != "__main__":
+        return None
+    qualname = getattr(obj, "__qualname__", "")
+    if "<" in qualname:  # <locals>, <lambda>
+        return None
+    try:
+        found = main_attribute(qualname, 0)
+    except (AttributeError, KeyError):
+        return None
+    for unwraps in range(MAX_UNWRAP + 1):
+        if found is obj:
+            return qualname, unwraps
+        found = getattr(found, "__wrapped__", None)
+        if found is None:
+            return None
+    return None
+
+
+class ByValuePickler(cloudpickle.Pickler):
+    """cloudpickle, but code pickled by value keeps its file name, for tracebacks."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.CodeType):
+            constructor, args = self.dispatch_table[types.CodeType](obj)
+            return constructor, tuple(
+                obj.co_filename if arg == CLOUDPICKLE_FILENAME else arg for arg in args
+            )
+        return super().reducer_override(obj)
+
+
+class ByReferencePickler(ByValuePickler):
+    """Pickles the app's `__main__` classes and functions as references the step resolves."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        super().__init__(file)
+        self.referenced_main = False
+
+    def reducer_override(self, obj: Any) -> Any:
+        reference = main_reference(obj)
+        if reference is not None:
+            self.referenced_main = True
+            return main_attribute, reference
+        return super().reducer_override(obj)
+
+
+def dumps_by_value(obj: Any) -> bytes:
+    with io.BytesIO() as file:
+        ByValuePickler(file).dump(obj)
+        return file.getvalue()
+
+
+def dumps_by_reference(obj: Any) -> Tuple[bytes, bool]:
+    """The pickle, and whether it refers to `__main__` (then a step needs the app's main)."""
+    with io.BytesIO() as file:
+        pickler = ByReferencePickler(file)
+        pickler.dump(obj)
+        return file.getvalue(), pickler.referenced_main
+
+
+class _FromStep(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class("__main__" if module == STEP_MAIN else module, name)
+
+
+def loads_from_step(data: bytes) -> Any:
+    """What a step pickled: its `__mp_main__` is the app's `__main__` here."""
+    return _FromStep(io.BytesIO(data)).load()
