@@ -1,0 +1,191 @@
+"""Apps behave in their jobs as with Hydra's basic launcher; a step hands back little."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from apputil import APPS, read_json, run_app
+from fake_vertex import FakeVertex
+from hydra._internal.hydra import Hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.utils import JobReturn
+from omegaconf import OmegaConf
+from vertexutil import vertex_overrides
+
+LOCAL = "hydra/launcher=vertex_pipeline_local"
+FAILING_LINE = next(
+    n
+    for n, line in enumerate((APPS / "own_names.py").read_text().splitlines(), 1)
+    if line.endswith("# FAILS HERE")
+)
+
+
+def _own_names(tmp_path: Path, launcher: str, shape: str, *overrides: str) -> Path:
+    """own_names.py with x=1,3 into a sweep dir named after the launcher; the sweep dir."""
+    sweep = tmp_path / launcher
+    app = [str(APPS / "own_names.py")] if shape == "script" else ["-m", "own_names"]
+    env = {**os.environ, "PYTHONPATH": str(APPS)}
+    args = ["-m", "+x=1,3", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}", *overrides]
+    proc = subprocess.run(
+        [sys.executable, *app, *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return sweep
+
+
+@pytest.mark.parametrize("shape", ["script", "module"])
+def test_an_apps_own_names_resolve_in_its_jobs_as_with_the_basic_launcher(
+    tmp_path: Path, shape: str
+) -> None:
+    basic = _own_names(tmp_path, "basic", shape)
+    ours = _own_names(tmp_path, "vertex_pipeline_local", shape)
+    for num in ("0", "1"):
+        seen = read_json(ours / num / "names.json")
+        assert seen == read_json(basic / num / "names.json")
+        assert all(seen.values())
+
+
+def test_a_failing_job_names_the_apps_file_and_line_everywhere(tmp_path: Path) -> None:
+    sweep = tmp_path / "m"
+    args = ["-m", "+x=1", "+fail=true", LOCAL, f"hydra.sweep.dir={sweep}"]
+    proc = run_app("own_names.py", args, tmp_path)
+    assert proc.returncode != 0
+    where = f'File "{APPS / "own_names.py"}", line {FAILING_LINE}, in main'
+    source = 'raise RuntimeError(f"x={cfg.x} fails on purpose")  # FAILS HERE'
+    error = read_json(sweep / "0" / "vertex_status.json")["error"]
+    for shown in (proc.stderr, error, (sweep / "0" / "own_names.log").read_text()):
+        assert where in shown and source in shown
+        assert "<dynamic-code>" not in shown
+
+
+def test_without_the_script_in_the_image_the_task_runs_as_pickled_and_says_so(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    # Launched as `python own_names.py` from its folder: the steps' fresh working dirs
+    # (the image's) have no own_names.py.
+    shutil.copy(APPS / "own_names.py", tmp_path / "own_names.py")
+    sweep = tmp_path / "m"
+    args = ["-m", "+x=1", "+fail=true", "hydra/launcher=vertex_pipeline"]
+    args += [f"hydra.sweep.dir={sweep}", *vertex_overrides(fake_vertex, gcs_bucket)]
+    proc = subprocess.run(
+        [sys.executable, "own_names.py", *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode != 0
+    job_log = (sweep / "0" / "own_names.log").read_text()
+    assert "script own_names.py is not found here" in job_log
+    assert "pickled it by value" in job_log
+    # The launcher's file name and line, and its source where the step can read it.
+    where = f'File "{tmp_path / "own_names.py"}", line {FAILING_LINE}, in main'
+    error = read_json(sweep / "0" / "vertex_status.json")["error"]
+    for shown in (proc.stderr, error, job_log):
+        assert where in shown
+        assert "<dynamic-code>" not in shown
+
+
+def test_an_unpicklable_global_of_the_task_is_named_before_anything_is_uploaded(
+    tmp_path: Path,
+) -> None:
+    sweep = tmp_path / "m"
+    proc = run_app("module_lock.py", ["-m", "+x=1", LOCAL, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode != 0
+    assert "global 'LOCK' used by function __main__.main (a _thread.lock)" in proc.stderr
+    assert "inside the task function" in proc.stderr
+    assert not list(sweep.glob("vertex_pipeline/*/jobs"))
+    assert not list(sweep.glob("vertex_pipeline/*/shared.pkl"))
+
+
+def test_a_return_value_that_cannot_be_pickled_fails_its_job_naming_its_type(
+    tmp_path: Path,
+) -> None:
+    sweep = tmp_path / "m"
+    args = ["-m", "+x=1", "+return_lock=true", LOCAL, f"hydra.sweep.dir={sweep}"]
+    proc = run_app("own_names.py", args, tmp_path)
+    assert proc.returncode != 0
+    status = read_json(sweep / "0" / "vertex_status.json")
+    assert status["state"] == "FAILED"
+    assert "the job's return value (a _thread.lock) could not be pickled back" in status["error"]
+
+
+def test_a_step_hands_back_its_outcome_not_its_configs(tmp_path: Path) -> None:
+    sweep = tmp_path / "m"
+    proc = run_app("own_names.py", ["-m", "+x=3", LOCAL, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (result_file,) = sweep.glob("vertex_pipeline/*/jobs/0/result.pkl")
+    result = pickle.loads(result_file.read_bytes())
+    assert result == {
+        "status": result["status"],
+        "return_value": 3,
+        "traceback": "",
+        "attempt": 1,
+        "ran_in_output_dir": False,
+        "upload_error": None,
+    }
+    assert result["status"].name == "COMPLETED"
+
+
+def _job_returns(launcher: str, overrides: List[str]) -> List[JobReturn]:
+    """An in-process multirun of returns_task.task, as Hydra's own test suites launch."""
+    from apps.returns_task import task
+
+    hydra_ = Hydra.create_main_hydra_file_or_module(
+        calling_file=str(APPS / "returns_task.py"),
+        calling_module=None,
+        config_path=None,
+        job_name="ret",
+    )
+    try:
+        sweeps = hydra_.multirun(
+            config_name=None,
+            task_function=task,
+            overrides=[f"hydra/launcher={launcher}", *overrides],
+            with_log_configuration=False,
+        )
+    finally:
+        GlobalHydra().clear()
+    return [job_return for batch in sweeps for job_return in batch]
+
+
+LAUNCHER_SPECIFIC = ("hydra.launcher", "hydra.overrides.hydra", "hydra.job.id")
+
+
+def _hydra_cfg_but_the_launcher(job_return: JobReturn) -> Dict[str, Any]:
+    """The launcher's own settings and the job id are each launcher's to choose."""
+    hydra_cfg = OmegaConf.to_container(job_return.hydra_cfg, resolve=False)
+    assert isinstance(hydra_cfg, dict)
+    for key in LAUNCHER_SPECIFIC:
+        parent, _, leaf = key.rpartition(".")
+        node = hydra_cfg
+        for part in parent.split("."):
+            node = node[part]
+        node.pop(leaf)
+    hydra_cfg["hydra"]["runtime"]["choices"].pop("hydra/launcher")
+    return hydra_cfg
+
+
+@pytest.mark.parametrize("chdir", [True, False])
+def test_job_returns_are_those_of_the_basic_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chdir: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    tests_dir = str(Path(__file__).parent)
+    overrides = ["+x=1,2,3", "hydra.sweep.dir=a/../b/sw", f"hydra.job.chdir={chdir}"]
+    basic = _job_returns("basic", overrides)
+    ours = _job_returns(
+        "vertex_pipeline_local", [*overrides, f"+hydra.launcher.env.PYTHONPATH={tests_dir}"]
+    )
+    assert len(ours) == len(basic) == 3
+    for theirs, mine in zip(basic, ours):
+        assert mine.overrides == theirs.overrides
+        assert mine.cfg == theirs.cfg
+        assert _hydra_cfg_but_the_launcher(mine) == _hydra_cfg_but_the_launcher(theirs)
+        assert mine.working_dir == theirs.working_dir
+        assert mine.task_name == theirs.task_name
+        assert mine.status == theirs.status
+        assert mine.return_value == theirs.return_value

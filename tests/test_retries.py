@@ -1,0 +1,42 @@
+"""Retried steps: each attempt starts clean, the last one's outcome wins, and says it was last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from apputil import read_json, run_app
+
+LOCAL = "hydra/launcher=vertex_pipeline_local"
+
+
+def _retried(tmp_path: Path, then: str) -> Path:
+    """retried.py, one job, one retry; its sweep dir."""
+    sweep = tmp_path / "m"
+    args = ["-m", "+x=1", f"+then={then}", f"+board={tmp_path / 'board'}", LOCAL]
+    args += [f"hydra.sweep.dir={sweep}", "hydra.launcher.retries=1"]
+    run_app("retried.py", args, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "board").iterdir()) == ["attempt-1", "attempt-2"]
+    return sweep
+
+
+def test_a_killed_last_attempt_is_not_reported_as_the_first_ones_exception(
+    tmp_path: Path,
+) -> None:
+    sweep = _retried(tmp_path, "kill")
+    status = read_json(sweep / "0" / "vertex_status.json")
+    assert status["state"] == "FAILED"
+    # Not attempt 1's exception (the step console quoted after it holds both attempts).
+    first_line = status["error"].splitlines()[0]
+    assert first_line.startswith("job #0") and "without a result after 2 attempts" in first_line
+    (staged,) = sweep.glob("vertex_pipeline/*/jobs/0")
+    assert not (staged / "result.pkl").exists()
+    assert not (staged / "output" / "first.txt").exists(), "attempt 1's outputs were cleared"
+    # The job dir is the user's: what attempt 1 wrote there stays, as in a rerun.
+    assert (sweep / "0" / "first.txt").exists()
+
+
+def test_a_last_attempt_that_succeeds_wins(tmp_path: Path) -> None:
+    sweep = _retried(tmp_path, "succeed")
+    status = read_json(sweep / "0" / "vertex_status.json")
+    assert status["state"] == "SUCCEEDED" and status["error"] is None
+    assert read_json(next(sweep.glob("vertex_pipeline/*/run.json")))["state"] == "SUCCEEDED"
