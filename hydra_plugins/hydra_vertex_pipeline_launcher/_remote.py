@@ -26,7 +26,7 @@ from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from . import _layout
-from ._compose import job_output_dir
+from ._compose import DirKeys, job_output_dir
 from ._storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -59,17 +59,18 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[JobRetu
     shared = _load_checked(storage, _layout.SHARED_PAYLOAD, args.shared_digest)
     job = _load_checked(storage, _layout.job_payload(args.job), args.job_digest)
     sweep_config: DictConfig = job["sweep_config"]
+    dir_keys: DirKeys = job["dir_keys"]
     setup_globals()
     Singleton.set_state(shared["singleton_state"])
     if shared["in_container"]:
-        _map_paths_into_container(sweep_config)
+        _map_paths_into_container(sweep_config, dir_keys[0])
     HydraConfig.instance().set_config(sweep_config)
-    output_dir = job_output_dir(sweep_config)
+    output_dir = job_output_dir(sweep_config, dir_keys)
     log_file = output_dir / f"{sweep_config.hydra.job.name}.log"
     with _streaming_log(
         storage, log_file, _layout.job_live_log(args.job), args.log_upload_interval
     ):
-        job_return = _run(shared, sweep_config)
+        job_return = _run(shared, sweep_config, dir_keys)
         trace = _log_failure(job_return)
     return job_return, trace, output_dir
 
@@ -79,7 +80,9 @@ def _upload_outputs(storage: Storage, output_dir: Path, num: int) -> Optional[st
     if not output_dir.is_dir():
         return None
     try:
-        storage.upload_dir(output_dir, _layout.job_output(num), {_layout.JOB_STATUS_FILE})
+        # A single run's dir holds the run's own record (and, locally, its staging root).
+        skip = {_layout.JOB_STATUS_FILE, _layout.RUNS_DIR}
+        storage.upload_dir(output_dir, _layout.job_output(num), skip)
     except Exception as e:  # noqa: BLE001 - e.g. a file the app deleted while it was listed
         print(traceback.format_exc(), file=sys.stderr)
         return f"its outputs could not all be uploaded: {e!r}"
@@ -122,27 +125,29 @@ def _load_checked(storage: Storage, name: str, digest: str) -> Dict[str, Any]:
     return loaded
 
 
-def _map_paths_into_container(sweep_config: DictConfig) -> None:
+def _map_paths_into_container(sweep_config: DictConfig, dir_key: str) -> None:
     """The submitter's paths do not exist here: the container's working dir stands for its cwd."""
     submitter_cwd = Path(str(sweep_config.hydra.runtime.cwd))
-    sweep_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir")))
-    if sweep_dir.is_absolute():
-        inside = submitter_cwd in sweep_dir.parents
-        sweep_dir = sweep_dir.relative_to(submitter_cwd if inside else sweep_dir.anchor)
+    jobs_dir = Path(str(OmegaConf.select(sweep_config, dir_key)))
+    if jobs_dir.is_absolute():
+        inside = submitter_cwd in jobs_dir.parents
+        jobs_dir = jobs_dir.relative_to(submitter_cwd if inside else jobs_dir.anchor)
     # Hydra marks these nodes read-only one by one.
-    with read_write(sweep_config.hydra.sweep), read_write(sweep_config.hydra.runtime):
-        sweep_config.hydra.sweep.dir = str(sweep_dir)
+    parent_key, _, leaf = dir_key.rpartition(".")
+    parent = OmegaConf.select(sweep_config, parent_key)
+    with read_write(parent), read_write(sweep_config.hydra.runtime):
+        parent[leaf] = str(jobs_dir)
         sweep_config.hydra.runtime.cwd = os.getcwd()
 
 
-def _run(shared: Dict[str, Any], sweep_config: DictConfig) -> JobReturn:
+def _run(shared: Dict[str, Any], sweep_config: DictConfig, dir_keys: DirKeys) -> JobReturn:
     try:
         return run_job(
             hydra_context=shared["hydra_context"],
             task_function=shared["task_function"],
             config=sweep_config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
+            job_dir_key=dir_keys[0],
+            job_subdir_key=dir_keys[1],
         )
     except Exception as e:  # noqa: BLE001 - Hydra itself failed around the task: still a result
         return JobReturn(

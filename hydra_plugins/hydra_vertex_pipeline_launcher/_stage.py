@@ -46,7 +46,7 @@ def pack(
     blobs: Dict[str, bytes] = {_layout.SHARED_PAYLOAD: shared}
     job_digests: Dict[int, str] = {}
     for job in jobs:
-        payload = cloudpickle.dumps({"sweep_config": job.sweep_config})
+        payload = cloudpickle.dumps({"sweep_config": job.sweep_config, "dir_keys": job.dir_keys})
         job_digests[job.num] = sha256(payload)
         blobs[_layout.job_payload(job.num)] = payload
         blobs.update(_readable_configs(job))
