@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import pytest
 import yaml
@@ -151,3 +152,23 @@ def test_ctrl_c_cancels_a_single_run_on_vertex(
     assert fake_vertex.requests["cancel"] == 1
     assert "cancelling" in output.lower()
     assert read_json(run_dir / "vertex_status.json")["state"] == "CANCELLED"
+
+
+def test_an_app_run_inside_a_step_never_launches_again(tmp_path: Path) -> None:
+    # What every step's environment carries (the compiled spec sets it), as command mode needs.
+    spec_env = _step_env(tmp_path)
+    run_dir = tmp_path / "inner"
+    env = {**os.environ, **spec_env}
+    proc = run_app("flaky.py", ["+x=1", LOCAL, f"hydra.run.dir={run_dir}"], tmp_path, env)
+
+    assert proc.returncode == 0, proc.stderr
+    assert (run_dir / "artifact.txt").exists() and not (run_dir / "vertex_pipeline").exists()
+
+
+def _step_env(tmp_path: Path) -> Dict[str, str]:
+    run_dir = tmp_path / "outer"
+    proc = run_app("flaky.py", ["+x=1", LOCAL, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    spec = yaml.safe_load((_only_run_dir(run_dir) / "pipeline.yaml").read_text())
+    (executor,) = spec["deploymentSpec"]["executors"].values()
+    return {e["name"]: e["value"] for e in executor["container"]["env"]}
