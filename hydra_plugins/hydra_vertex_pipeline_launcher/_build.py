@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List
 
 from ._compose import ComposedJob
 from ._stage import StagedRun
-from .config import LauncherConfigError, VertexPipelineLauncherConf
+from .config import IN_STEP_ENV, LauncherConfigError, VertexPipelineLauncherConf
 
 REMOTE_MODULE = "hydra_plugins.hydra_vertex_pipeline_launcher._remote"
 PLACEHOLDER_IMAGE = "python:3.11-slim"  # the local backend ignores the image
@@ -86,6 +86,7 @@ def _configure_task(task: Any, settings: VertexPipelineLauncherConf, display_nam
         task.set_retry(settings.retries)
     for name, value in settings.env.items():
         task.set_env_variable(name, str(value))
+    task.set_env_variable(IN_STEP_ENV, "1")
 
 
 def _set(setting: str, value: str, apply: Callable[[str], Any]) -> None:

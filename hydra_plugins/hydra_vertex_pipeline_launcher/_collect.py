@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from . import _layout
 from ._app_main import loads_from_step
 from ._backend import State, TaskStatus
-from ._compose import ComposedJob
+from ._compose import ComposedJob, job_output_path
 from ._storage import Storage
 from ._watch import Outcome, WatchedJob
 
@@ -125,10 +125,7 @@ def composed_return(job: ComposedJob, local_cwd: str, ran_in_output_dir: bool) -
     output dir as joined (often relative) when the job ran there, else the launch dir.
     """
     config = copy.deepcopy(job.sweep_config)
-    output_dir = os.path.join(
-        str(OmegaConf.select(config, "hydra.sweep.dir")),
-        str(OmegaConf.select(config, "hydra.sweep.subdir")),
-    )
+    output_dir = job_output_path(config, job.dir_keys)
     with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
         config.hydra.runtime.output_dir = os.path.abspath(output_dir)
     hydra_cfg = OmegaConf.masked_copy(config, "hydra")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import filter_overrides
@@ -12,6 +13,10 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 DISPLAY_NAME_LIMIT = 128
+# Hydra's keys of a job's output dir (run_job's job_dir_key, job_subdir_key), by mode.
+DirKeys = Tuple[str, Optional[str]]
+SWEEP_DIR_KEYS: DirKeys = ("hydra.sweep.dir", "hydra.sweep.subdir")
+RUN_DIR_KEYS: DirKeys = ("hydra.run.dir", None)
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class ComposedJob:
     # Where Hydra's basic launcher would put this job's outputs.
     local_dir: Path
     display_name: str
+    dir_keys: DirKeys = SWEEP_DIR_KEYS
 
 
 def compose(
@@ -34,6 +40,20 @@ def compose(
         _compose_one(hydra_context, master_config, list(overrides), initial_job_idx + idx)
         for idx, overrides in enumerate(job_overrides)
     ]
+
+
+def compose_single(config: DictConfig) -> ComposedJob:
+    """A run without -m: Hydra composed it already; its outputs go to hydra.run.dir."""
+    overrides = list(config.hydra.overrides.task)
+    return ComposedJob(
+        num=0,
+        overrides=overrides,
+        sweep_config=config,
+        # Resolves ${now:...} once; the cache travels with the config to the step.
+        local_dir=job_output_dir(config, RUN_DIR_KEYS),
+        display_name=display_name(0, overrides),
+        dir_keys=RUN_DIR_KEYS,
+    )
 
 
 def _compose_one(
@@ -54,11 +74,19 @@ def _compose_one(
     )
 
 
-def job_output_dir(sweep_config: DictConfig) -> Path:
-    """Where Hydra's run_job puts a job's outputs, as an absolute path from this process's cwd."""
-    sweep_dir = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
-    subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
-    return (Path(sweep_dir) / subdir).absolute()
+def job_output_path(config: DictConfig, dir_keys: DirKeys = SWEEP_DIR_KEYS) -> str:
+    """A job's output dir as Hydra's run_job joins it: as written, often relative."""
+    dir_key, subdir_key = dir_keys
+    output_dir = str(OmegaConf.select(config, dir_key))
+    if subdir_key is None:
+        return output_dir
+    return os.path.join(output_dir, str(OmegaConf.select(config, subdir_key)))
+
+
+def job_output_dir(config: DictConfig, dir_keys: DirKeys = SWEEP_DIR_KEYS) -> Path:
+    """Where Hydra's run_job puts a job's outputs, absolute and normalised as Hydra's
+    hydra.runtime.output_dir."""
+    return Path(os.path.abspath(job_output_path(config, dir_keys)))
 
 
 def display_name(num: int, overrides: Sequence[str]) -> str:

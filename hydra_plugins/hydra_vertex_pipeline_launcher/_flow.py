@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 from ._backend import PipelineBackend, RunContext, State, TaskStatus, make_backend
 from ._build import build_pipeline
 from ._collect import LogStreamer, collect
-from ._compose import ComposedJob, compose
+from ._compose import ComposedJob, compose, compose_single
+from ._layout import RUNS_DIR
 from ._stage import pack, upload
 from ._storage import Storage, open_storage
 from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
@@ -26,7 +27,6 @@ from .config import LauncherConfigError, VertexPipelineLauncherConf
 
 log = logging.getLogger(__name__)
 
-RUNS_DIR = "vertex_pipeline"
 RUN_ID_LIMIT = 128
 
 
@@ -38,10 +38,36 @@ def launch(
     job_overrides: Sequence[Sequence[str]],
     initial_job_idx: int,
 ) -> List[JobReturn]:
+    """A sweep's batch of jobs as one pipeline run, recorded in the sweep dir."""
     setup_globals()
     configure_log(master_config.hydra.hydra_logging, master_config.hydra.verbose)
     jobs = compose(hydra_context, master_config, job_overrides, initial_job_idx)
-    run = _new_run(settings, master_config)
+    sweep_dir = Path(str(master_config.hydra.sweep.dir)).absolute()
+    returns = _launch(settings, hydra_context, task_function, master_config, jobs, sweep_dir)
+    return [returns[job.num] for job in jobs]
+
+
+def launch_single(
+    settings: VertexPipelineLauncherConf,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    config: DictConfig,
+) -> JobReturn:
+    """A run without -m as a one-step pipeline run, recorded in its own run dir."""
+    job = compose_single(config)
+    returns = _launch(settings, hydra_context, task_function, config, [job], job.local_dir)
+    return returns[job.num]
+
+
+def _launch(
+    settings: VertexPipelineLauncherConf,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    master_config: DictConfig,
+    jobs: List[ComposedJob],
+    record_dir: Path,
+) -> Dict[int, JobReturn]:
+    run = _new_run(settings, master_config, record_dir)
     backend = make_backend(settings, run)
     try:
         storage = open_storage(run.staging_uri, settings.request_timeout)
@@ -58,10 +84,9 @@ def launch(
             for task, num in task_jobs.items()
         ]
         local_cwd = str(master_config.hydra.runtime.cwd)
-        returns = _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
+        return _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
     finally:
         backend.close()
-    return [returns[job.num] for job in jobs]
 
 
 def _submit_and_watch(
@@ -120,17 +145,19 @@ def _submit_and_watch(
     return returns
 
 
-def _new_run(settings: VertexPipelineLauncherConf, master_config: DictConfig) -> RunContext:
+def _new_run(
+    settings: VertexPipelineLauncherConf, master_config: DictConfig, record_dir: Path
+) -> RunContext:
+    """record_dir: the sweep dir, or a single run's own dir."""
     job_name = str(master_config.hydra.job.name)
     pipeline_name = pipeline_slug(settings.pipeline_name or job_name)
     run_id = new_run_id(pipeline_name)
-    sweep_dir = Path(str(master_config.hydra.sweep.dir)).absolute()
-    staging_root = settings.staging_root or str(sweep_dir / RUNS_DIR)
+    staging_root = settings.staging_root or str(record_dir / RUNS_DIR)
     return RunContext(
         run_id=run_id,
         pipeline_name=pipeline_name,
         job_name=job_name,
-        local_dir=sweep_dir / RUNS_DIR / run_id,
+        local_dir=record_dir / RUNS_DIR / run_id,
         staging_uri=f"{staging_root.rstrip('/')}/{run_id}",
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Below a sweep dir (or a single run's dir): each run's record, spec and (local) staging root.
+RUNS_DIR = "vertex_pipeline"
 SHARED_PAYLOAD = "shared.pkl"
 # Written by the launcher into each local job dir; never part of a step's outputs.
 JOB_STATUS_FILE = "vertex_status.json"

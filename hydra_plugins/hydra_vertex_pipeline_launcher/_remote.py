@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from . import _layout
 from ._app_main import MainScript, import_main
-from ._compose import job_output_dir
+from ._compose import DirKeys, job_output_dir
 from ._storage import Storage, open_storage
 
 # Not __name__: this module runs as __main__.
@@ -91,12 +91,13 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[StepOut
     parts, shared_problem = _unpack(shared, main_problem)
     job_parts, job_problem = _unpack(job, main_problem)
     sweep_config: DictConfig = job_parts["sweep_config"]
+    dir_keys: DirKeys = job_parts["dir_keys"]
     setup_globals()
     Singleton.set_state(parts["singleton_state"])
     if shared["in_container"]:
-        _map_paths_into_container(sweep_config)
+        _map_paths_into_container(sweep_config, dir_keys[0])
     HydraConfig.instance().set_config(sweep_config)
-    output_dir = job_output_dir(sweep_config)
+    output_dir = job_output_dir(sweep_config, dir_keys)
     task_function = parts["task_function"]
     problem = shared_problem or job_problem
     if problem:
@@ -105,7 +106,7 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[StepOut
     with _streaming_log(
         storage, log_file, _layout.job_live_log(args.job), args.log_upload_interval
     ):
-        job_return = _run(parts["hydra_context"], task_function, sweep_config)
+        job_return = _run(parts["hydra_context"], task_function, sweep_config, dir_keys)
         trace = _log_failure(job_return)
     outcome = StepOutcome(
         status=job_return.status,
@@ -161,7 +162,9 @@ def _upload_outputs(storage: Storage, output_dir: Path, num: int) -> Optional[st
     if not output_dir.is_dir():
         return None
     try:
-        storage.upload_dir(output_dir, _layout.job_output(num), {_layout.JOB_STATUS_FILE})
+        # A single run's dir holds the run's own record (and, locally, its staging root).
+        skip = {_layout.JOB_STATUS_FILE, _layout.RUNS_DIR}
+        storage.upload_dir(output_dir, _layout.job_output(num), skip)
     except Exception as e:  # noqa: BLE001 - e.g. a file the app deleted while it was listed
         print(traceback.format_exc(), file=sys.stderr)
         return f"its outputs could not all be uploaded: {e!r}"
@@ -204,29 +207,34 @@ def _load_checked(storage: Storage, name: str, digest: str) -> Dict[str, Any]:
     return loaded
 
 
-def _map_paths_into_container(sweep_config: DictConfig) -> None:
+def _map_paths_into_container(sweep_config: DictConfig, dir_key: str) -> None:
     """The submitter's paths do not exist here: the container's working dir stands for its cwd."""
     submitter_cwd = Path(str(sweep_config.hydra.runtime.cwd))
-    sweep_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir")))
-    if sweep_dir.is_absolute():
-        inside = submitter_cwd in sweep_dir.parents
-        sweep_dir = sweep_dir.relative_to(submitter_cwd if inside else sweep_dir.anchor)
+    jobs_dir = Path(str(OmegaConf.select(sweep_config, dir_key)))
+    if jobs_dir.is_absolute():
+        inside = submitter_cwd in jobs_dir.parents
+        jobs_dir = jobs_dir.relative_to(submitter_cwd if inside else jobs_dir.anchor)
     # Hydra marks these nodes read-only one by one.
-    with read_write(sweep_config.hydra.sweep), read_write(sweep_config.hydra.runtime):
-        sweep_config.hydra.sweep.dir = str(sweep_dir)
+    parent_key, _, leaf = dir_key.rpartition(".")
+    parent = OmegaConf.select(sweep_config, parent_key)
+    with read_write(parent), read_write(sweep_config.hydra.runtime):
+        parent[leaf] = str(jobs_dir)
         sweep_config.hydra.runtime.cwd = os.getcwd()
 
 
 def _run(
-    hydra_context: HydraContext, task_function: TaskFunction, sweep_config: DictConfig
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    sweep_config: DictConfig,
+    dir_keys: DirKeys,
 ) -> JobReturn:
     try:
         return run_job(
             hydra_context=hydra_context,
             task_function=task_function,
             config=sweep_config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
+            job_dir_key=dir_keys[0],
+            job_subdir_key=dir_keys[1],
         )
     except Exception as e:  # noqa: BLE001 - Hydra itself failed around the task: still a result
         return JobReturn(
@@ -249,7 +257,7 @@ def _log_failure(job_return: JobReturn) -> str:
 
 def _same_dir(working_dir: Optional[str], output_dir: Path) -> bool:
     # run_job reports the output dir as it joined it, often relative to this process's cwd.
-    return working_dir is not None and Path(working_dir).absolute() == output_dir
+    return working_dir is not None and Path(os.path.abspath(working_dir)) == output_dir
 
 
 def _result_bytes(outcome: StepOutcome, attempt: int, upload_error: Optional[str]) -> bytes:

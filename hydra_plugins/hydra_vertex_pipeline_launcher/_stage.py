@@ -60,7 +60,8 @@ def pack(
     blobs: Dict[str, bytes] = {_layout.SHARED_PAYLOAD: shared}
     job_digests: Dict[int, str] = {}
     for job in jobs:
-        payload = cloudpickle.dumps(_both_ways({"sweep_config": job.sweep_config}, main))
+        job_parts = {"sweep_config": job.sweep_config, "dir_keys": job.dir_keys}
+        payload = cloudpickle.dumps(_both_ways(job_parts, main))
         job_digests[job.num] = sha256(payload)
         blobs[_layout.job_payload(job.num)] = payload
         blobs.update(_readable_configs(job))

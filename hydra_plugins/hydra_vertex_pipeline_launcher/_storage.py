@@ -32,7 +32,8 @@ class Storage(Protocol):
     def read(self, name: str) -> Optional[bytes]: ...
 
     def upload_dir(self, local_dir: Path, prefix: str, skip: AbstractSet[str] = ...) -> None:
-        """Uploads every file below local_dir but those whose relative path is in skip."""
+        """Uploads every file below local_dir but those whose relative path, or top folder, is
+        in skip."""
         ...
 
     def upload_file(self, local_file: Path, name: str) -> None: ...
@@ -74,7 +75,7 @@ def files_below(local_dir: Path, skip: AbstractSet[str] = frozenset()) -> List[P
         for p in local_dir.rglob("*")
         if p.is_file()
     )
-    return sorted(rel for rel in found if str(rel) not in skip)
+    return sorted(rel for rel in found if str(rel) not in skip and rel.parts[0] not in skip)
 
 
 def _temp_beside(dest: Path) -> str:

@@ -4,18 +4,24 @@
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 LAUNCHER_TARGET = (
     "hydra_plugins.hydra_vertex_pipeline_launcher.vertex_pipeline_launcher.VertexPipelineLauncher"
 )
+SINGLE_RUN_CALLBACK = "hydra_plugins.hydra_vertex_pipeline_launcher._callbacks.SingleRunOnPipeline"
+# Set in every step's environment: an app run inside a step never launches again.
+IN_STEP_ENV = "HYDRA_VERTEX_PIPELINE_STEP"
 
 
 # Plain strings, not an Enum: Hydra's plugin scan executes this module a second time, and
 # members of the two Enum classes would not compare equal.
 BACKENDS = ("vertex", "local")
+# What a run without -m does: become a one-step pipeline run, or run in this process as usual.
+SINGLE_RUN_MODES = ("pipeline", "in_process")
 
 
 @dataclass
@@ -64,6 +70,9 @@ class VertexPipelineLauncherConf:
     # Seconds a storage or Vertex request may take, with its retries, before it is an error.
     request_timeout: float = 120.0
     local: LocalConf = field(default_factory=LocalConf)
+    # A run without -m: "pipeline" sends it to the backend as one step; "in_process" runs it
+    # here, as Hydra does without a launcher (for debugging with the same config).
+    single_run: str = "pipeline"
 
 
 @dataclass
@@ -83,6 +92,11 @@ def validate(conf: VertexPipelineLauncherConf) -> None:
     if conf.backend not in BACKENDS:
         raise LauncherConfigError(
             f"hydra.launcher.backend={conf.backend!r}: set it to one of {', '.join(BACKENDS)}."
+        )
+    if conf.single_run not in SINGLE_RUN_MODES:
+        raise LauncherConfigError(
+            f"hydra.launcher.single_run={conf.single_run!r}: set it to one of "
+            f"{', '.join(SINGLE_RUN_MODES)}."
         )
     if conf.backend == "vertex":
         _require(conf.project, "project", "the Google Cloud project id, e.g. my-proj")
@@ -120,6 +134,14 @@ def validate(conf: VertexPipelineLauncherConf) -> None:
         )
 
 
+def settings_from(launcher_node: Any) -> VertexPipelineLauncherConf:
+    """The typed settings from `hydra.launcher` (a DictConfig or keyword arguments)."""
+    schema = OmegaConf.structured(VertexPipelineLauncherConf)
+    merged = OmegaConf.merge(schema, launcher_node)
+    settings: VertexPipelineLauncherConf = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    return settings
+
+
 def max_parallel(conf: VertexPipelineLauncherConf) -> int:
     return conf.local.max_parallel or os.cpu_count() or 1
 
@@ -138,15 +160,21 @@ def _check_positive(value: float, name: str) -> None:
         raise LauncherConfigError(f"hydra.launcher.{name}={value}: set it to a positive number.")
 
 
-ConfigStore.instance().store(
-    group="hydra/launcher",
-    name="vertex_pipeline",
-    node=VertexPipelineLauncherConf,
-    provider="vertex_pipeline_launcher",
-)
-ConfigStore.instance().store(
-    group="hydra/launcher",
-    name="vertex_pipeline_local",
-    node=VertexPipelineLocalLauncherConf,
-    provider="vertex_pipeline_launcher",
-)
+def _store(name: str, launcher: type) -> None:
+    """Each option also registers the callback that sends runs without -m through the launcher:
+    Hydra calls a launcher only in multirun mode. Hence the package `hydra`, not `hydra.launcher`.
+    """
+    ConfigStore.instance().store(
+        group="hydra/launcher",
+        name=name,
+        package="hydra",
+        node={
+            "launcher": launcher,
+            "callbacks": {"vertex_pipeline_single_run": {"_target_": SINGLE_RUN_CALLBACK}},
+        },
+        provider="vertex_pipeline_launcher",
+    )
+
+
+_store("vertex_pipeline", VertexPipelineLauncherConf)
+_store("vertex_pipeline_local", VertexPipelineLocalLauncherConf)

@@ -5,17 +5,14 @@ from typing import Any, Optional, Sequence
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from .config import VertexPipelineLauncherConf, validate
+from .config import VertexPipelineLauncherConf, settings_from, validate
 
 
 class VertexPipelineLauncher(Launcher):
     def __init__(self, **settings: Any) -> None:
-        schema = OmegaConf.structured(VertexPipelineLauncherConf)
-        self.settings: VertexPipelineLauncherConf = OmegaConf.to_object(
-            OmegaConf.merge(schema, settings)
-        )  # type: ignore[assignment]
+        self.settings: VertexPipelineLauncherConf = settings_from(settings)
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None

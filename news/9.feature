@@ -1,0 +1,1 @@
+A run without `-m` under `hydra/launcher=vertex_pipeline` or `vertex_pipeline_local` now runs as a one-step pipeline run into `hydra.run.dir` (exit status and error as in-process); `hydra.launcher.single_run=in_process` keeps it on this machine.
