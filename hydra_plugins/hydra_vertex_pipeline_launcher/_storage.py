@@ -331,18 +331,19 @@ class GcsStorage:
         )
 
     def download_changed(self, targets: Mapping[str, Path], versions: Dict[str, Any]) -> None:
-        # A metadata read per object, then only changed ones are downloaded (at the version
+        # A metadata read per object, then only changed ones are downloaded (at the generation
         # read). if_generation_not_match would save the metadata read, but the emulator the
         # tests use ignores it.
         changed = []
         for name, dest in targets.items():
             blob = self._bucket.get_blob(self._key(name), timeout=self.timeout, retry=self.retry)
             if blob is not None and versions.get(name) != blob.generation:
-                changed.append((name, blob, dest))
-        results = self._download([(blob, dest) for _, blob, dest in changed])
-        for (name, blob, _), result in zip(changed, results):
+                # Kept apart: a download may reset the blob's properties from its headers.
+                changed.append((name, blob.generation, blob, dest))
+        results = self._download([(blob, dest) for _, _, blob, dest in changed])
+        for (name, generation, _, _), result in zip(changed, results):
             if not isinstance(result, Exception):
-                versions[name] = blob.generation
+                versions[name] = generation
         self._raise_first(results)
 
     def _upload(self, sources_and_keys: List[Tuple[Any, str]]) -> None:
