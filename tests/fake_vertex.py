@@ -313,6 +313,10 @@ class FakeVertex:
         self._fail_after_commit = 0
         self._kill_requests: list[tuple[str, str]] = []
         self._held = False
+        self._stall_after_create = False
+        self._stalling = False
+        self._create_delay = 0.0
+        self._stopped = threading.Event()
         self._ids = itertools.count(int(time.time()) * 1000)
         self._runners: list[threading.Thread] = []
         self._server: Optional[_Server] = None
@@ -338,7 +342,8 @@ class FakeVertex:
         return f"http://{host}:{port}"
 
     def stop(self) -> None:
-        """Kill every task process, then shut the HTTP server down."""
+        """Kill every task process, release stalled requests, then shut the HTTP server down."""
+        self._stopped.set()
         with self._cond:
             for job in self.jobs.values():
                 self._cancel_locked(job)
@@ -370,6 +375,18 @@ class FakeVertex:
         """The next ``count`` creates really create and start the job, then answer 503."""
         with self._cond:
             self._fail_after_commit += count
+
+    def stall_after_create(self) -> None:
+        """Answer the next create, then never answer any request (get, cancel, another create)
+        until ``stop``: each connection is accepted and read, and left waiting."""
+        with self._cond:
+            self._stall_after_create = True
+
+    def delay_create(self, seconds: float) -> None:
+        """Hold each create this long after it arrives, then create the job and answer (if the
+        client still listens): a create in flight when the client gives up may still land."""
+        with self._cond:
+            self._create_delay = seconds
 
     def kill_task(self, job_id: str, task_name_substring: str) -> None:
         """SIGKILL matching tasks of ``job_id`` now if running, else as soon as they start."""
@@ -461,20 +478,32 @@ class FakeVertex:
         with self._cond:
             self.requests[kind] += 1
             injected = self._fail_next[kind].popleft() if self._fail_next.get(kind) else None
+            stall = self._stalling
+        if stall:
+            self._stopped.wait()
+            return  # never answered: the connection closes when the fake stops
         try:
             if injected is not None:
                 raise ApiError(injected, "injected")
             status, payload = self._handle(kind, parts, parse_qs(url.query), handler)
         except ApiError as exc:
             status, payload = exc.status, exc.payload()
-        handler.send_json(status, payload)
+        if kind == "create" and status == 200:
+            with self._cond:
+                self._stalling = self._stall_after_create
+        try:
+            handler.send_json(status, payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (its timeout, or it was interrupted)
 
     def _handle(
         self, kind: str, parts: tuple[str, ...], query: dict[str, list[str]], handler: _Handler
     ) -> tuple[int, Any]:
         int_enums = "enum-encoding=int" in ";".join(query.get("$alt", []))
         if kind == "create":
-            job = self._create(parts[0], parts[1], query, handler.read_json())
+            body = handler.read_json()
+            self._stopped.wait(self._create_delay)
+            job = self._create(parts[0], parts[1], query, body)
             return 200, self._render_job(job, int_enums)
         if kind == "get":
             with self._cond:

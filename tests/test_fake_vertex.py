@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+import requests
 import yaml
 from fake_vertex import FakeVertex
 from google.api_core import exceptions
@@ -367,3 +368,37 @@ def test_raw_rest_enum_encoding_and_unknown_routes(fake: FakeVertex, specs: dict
         {"error": {"code": 503, "message": "injected", "status": "UNAVAILABLE"}},
     )
     assert fake.requests == {"create": 1, "get": 3, "other": 2}
+
+
+def test_stall_after_create_answers_the_create_then_nothing(
+    fake: FakeVertex, specs: dict[str, Any]
+) -> None:
+    fake.stall_after_create()
+    client = client_for(fake)
+    created = submit(client, specs["sleep"], "stalled")
+    assert created.name == job_name("stalled")
+    with pytest.raises(requests.exceptions.Timeout):
+        client.get_pipeline_job(name=created.name, retry=None, timeout=1.0)
+    with pytest.raises(requests.exceptions.Timeout):
+        client.cancel_pipeline_job(name=created.name, retry=None, timeout=1.0)
+    assert fake.requests["get"] == 1 and fake.requests["cancel"] == 1
+    assert not fake.jobs["stalled"].cancel_requested
+
+
+def test_delay_create_lands_after_the_client_gave_up(
+    fake: FakeVertex, specs: dict[str, Any]
+) -> None:
+    fake.delay_create(2.0)
+    client = client_for(fake)
+    with pytest.raises(requests.exceptions.Timeout):
+        client.create_pipeline_job(
+            parent=PARENT,
+            pipeline_job=aiplatform_v1.PipelineJob(
+                display_name="late", pipeline_spec=specs["sleep"]
+            ),
+            pipeline_job_id="late",
+            retry=None,
+            timeout=0.5,
+        )
+    assert fake.jobs == {}
+    assert fake.wait_for_state("late", {"RUNNING"}, timeout=10) == "PIPELINE_STATE_RUNNING"

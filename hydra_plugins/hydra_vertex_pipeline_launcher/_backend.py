@@ -28,6 +28,16 @@ class State(str, Enum):
         return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
 
 
+class CancelOutcome(str, Enum):
+    # The backend accepted the cancel.
+    CONFIRMED = "CONFIRMED"
+    # The run had ended before the cancel: nothing was cancelled.
+    ALREADY_ENDED = "ALREADY_ENDED"
+    # There is no run: the launcher stopped before creating it (looked up for a while, since a
+    # create in flight when the launcher was interrupted may still land).
+    NEVER_CREATED = "NEVER_CREATED"
+
+
 @dataclass(frozen=True)
 class TaskStatus:
     state: State
@@ -87,7 +97,9 @@ class PipelineBackend(Protocol):
         """One read of the whole run, all tasks included."""
         ...
 
-    def cancel(self) -> None: ...
+    def cancel(self) -> CancelOutcome:
+        """Bounded; raises when the cancel cannot be confirmed (the run may still be going)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -21,7 +21,15 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from ._backend import RunContext, RunLocation, RunStatus, State, TaskStatus, utc_now
+from ._backend import (
+    CancelOutcome,
+    RunContext,
+    RunLocation,
+    RunStatus,
+    State,
+    TaskStatus,
+    utc_now,
+)
 
 PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 TERMINATE_GRACE_SECONDS = 5.0
@@ -102,7 +110,7 @@ class LocalBackend:
             tasks = dict(self._tasks)
         return RunStatus(state=_run_state(tasks.values(), self._cancelled), tasks=tasks)
 
-    def cancel(self) -> None:
+    def cancel(self) -> CancelOutcome:
         with self._lock:
             self._cancelled = True
             procs = list(self._procs.values())
@@ -111,6 +119,7 @@ class LocalBackend:
                     self._tasks[name] = TaskStatus(State.CANCELLED, ended=utc_now())
         _terminate(procs)
         self.close()
+        return CancelOutcome.CONFIRMED
 
     def close(self) -> None:
         if self._pool is not None:
@@ -150,8 +159,6 @@ class LocalBackend:
             with self._lock:
                 if self._cancelled:
                     return None
-                # A new session keeps the terminal's Ctrl-C away from the steps: the launcher
-                # decides whether they are cancelled.
                 proc = subprocess.Popen(
                     step.argv,
                     cwd=self.cwd,
@@ -159,7 +166,7 @@ class LocalBackend:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    start_new_session=True,
+                    **_own_process_group(),
                 )
                 self._procs[step.task_name] = proc
                 self._tasks[step.task_name] = TaskStatus(State.RUNNING, started)
@@ -192,21 +199,37 @@ def _python_path(step_python_path: Optional[str]) -> str:
     return os.pathsep.join(entries)
 
 
+def _own_process_group() -> Dict[str, Any]:
+    """Popen arguments that keep the terminal's Ctrl-C away from a step (the launcher decides
+    whether it is cancelled) and let it be signalled with everything it started."""
+    if hasattr(os, "killpg"):
+        return {"start_new_session": True}
+    # Windows ignores start_new_session.
+    return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+
+
 def _terminate(procs: List[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM to every step at once, one shared grace period, then SIGKILL."""
+    """Asks every step to stop at once, one shared grace period, then kills what is left."""
     for proc in procs:
-        _signal_group(proc, signal.SIGTERM)
+        _signal_group(proc, kill=False)
     deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
     for proc in procs:
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
+            _signal_group(proc, kill=True)
 
 
-def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+def _signal_group(proc: subprocess.Popen[bytes], kill: bool) -> None:
+    """SIGTERM or SIGKILL to the step's process group where there are process groups (POSIX);
+    elsewhere (Windows) to the step's process itself."""
     try:
-        os.killpg(proc.pid, signum)
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        elif kill:
+            proc.kill()
+        else:
+            proc.terminate()
     except ProcessLookupError:
         pass
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 import yaml
 
-from ._backend import RunContext, RunLocation, RunStatus, State, TaskStatus
+from ._backend import CancelOutcome, RunContext, RunLocation, RunStatus, State, TaskStatus
 from .config import LauncherConfigError, VertexPipelineLauncherConf
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ CONSOLE_URL = (
     "?project={project}"
 )
 LABEL_LIMIT = 63
+# Seconds between looks for a run whose create was in flight when the launcher was interrupted.
+LOOKUP_DELAY = 1.0
 TASK_STATES = {
     "SUCCEEDED": State.SUCCEEDED,
     "FAILED": State.FAILED,
@@ -65,6 +67,7 @@ class VertexBackend:
         )
         self._client = _pipeline_client(settings)
         self._task_keys: Dict[str, str] = {}
+        self._create_sent = False
 
     def submit(self, spec_path: Path) -> None:
         spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
@@ -77,7 +80,7 @@ class VertexBackend:
         self._create_once(self._pipeline_job(spec))
 
     def read_status(self) -> RunStatus:
-        job = self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
+        job = self._call(self._client.get_pipeline_job, name=self.resource_name)
         tasks = {}
         for detail in job.job_detail.task_details:
             key = self._task_keys.get(detail.task_name)
@@ -90,15 +93,37 @@ class VertexBackend:
             error = "Vertex paused the run; resume or cancel it in the console"
         return RunStatus(state=state, tasks=tasks, error=error)
 
-    def cancel(self) -> None:
+    def cancel(self) -> CancelOutcome:
+        """Cancels the run, all within request_timeout; raises if Vertex cannot confirm it.
+
+        A 404 may only mean that a create in flight when the launcher was interrupted has not
+        landed yet: the cancel is tried again until the deadline, and so cancels the run if it
+        appears.
+        """
         from google.api_core import exceptions
 
-        try:
-            self._call(lambda: self._client.cancel_pipeline_job(name=self.resource_name))
-        except exceptions.NotFound:
-            log.info(f"{self.resource_name} was never created: nothing to cancel")
-        except exceptions.BadRequest as e:  # FAILED_PRECONDITION: it ended meanwhile
-            log.info(f"{self.resource_name} had already ended: {e.message}")
+        if not self._create_sent:
+            return CancelOutcome.NEVER_CREATED
+        deadline = time.monotonic() + self.settings.request_timeout
+        while True:
+            try:
+                self._call(
+                    self._client.cancel_pipeline_job,
+                    deadline - time.monotonic(),
+                    name=self.resource_name,
+                )
+                return CancelOutcome.CONFIRMED
+            except exceptions.NotFound:
+                if time.monotonic() + LOOKUP_DELAY >= deadline:
+                    log.info(
+                        f"{self.resource_name} did not appear within "
+                        f"{self.settings.request_timeout:.0f}s: it was not created"
+                    )
+                    return CancelOutcome.NEVER_CREATED
+                time.sleep(LOOKUP_DELAY)
+            except exceptions.BadRequest as e:  # FAILED_PRECONDITION: it ended meanwhile
+                log.info(f"{self.resource_name} had already ended: {e.message}")
+                return CancelOutcome.ALREADY_ENDED
 
     def close(self) -> None:
         self._client.transport.close()
@@ -133,16 +158,17 @@ class VertexBackend:
         deadline = time.monotonic() + self.settings.request_timeout
         delay = 1.0
         while True:
+            self._create_sent = True
             try:
                 return self._client.create_pipeline_job(
                     parent=self.parent,
                     pipeline_job=job,
                     pipeline_job_id=self.run.run_id,
                     retry=None,
-                    timeout=self.settings.request_timeout,
+                    timeout=max(deadline - time.monotonic(), 1.0),
                 )
             except exceptions.Conflict:  # 409: the id exists, so an earlier try created it
-                return self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
+                return self._call(self._client.get_pipeline_job, name=self.resource_name)
             except (exceptions.Forbidden, exceptions.NotFound, exceptions.BadRequest) as e:
                 raise self._refusal(e) from e
             except _transient() as e:
@@ -177,20 +203,24 @@ class VertexBackend:
         from google.api_core import exceptions
 
         try:
-            return self._call(lambda: self._client.get_pipeline_job(name=self.resource_name))
+            return self._call(self._client.get_pipeline_job, name=self.resource_name)
         except exceptions.NotFound:
             return None
 
-    def _call(self, request: Callable[[], T]) -> T:
-        """Retries 429, 5xx and dropped connections with backoff, up to request_timeout."""
+    def _call(self, method: Callable[..., T], within: Optional[float] = None, **request: Any) -> T:
+        """One client call, its tries and each try's wait for an answer all bounded by
+        `within` (request_timeout by default); 429, 5xx and dropped connections are retried."""
         from google.api_core import retry
 
-        return retry.Retry(
+        seconds = max(within if within is not None else self.settings.request_timeout, 1.0)
+        policy = retry.Retry(
             predicate=retry.if_exception_type(*_transient()),
             initial=0.5,
             maximum=30.0,
-            timeout=self.settings.request_timeout,
-        )(request)()
+            timeout=seconds,
+        )
+        # A number here makes the client give each try only what is left of `seconds`.
+        return method(**request, retry=policy, timeout=seconds)
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,13 +22,16 @@ log = logging.getLogger(__name__)
 
 
 class LogStreamer:
-    """Brings running jobs' logs, as their steps last uploaded them, into the local job dirs."""
+    """Brings running jobs' logs, as their steps last uploaded them, into the local job dirs;
+    a log that has not changed since the last refresh is not downloaded again."""
 
     def __init__(self, storage: Storage, jobs: Dict[int, ComposedJob], interval: float) -> None:
         self.storage = storage
         self.jobs = jobs
         self.interval = interval
         self._last = 0.0
+        # Each log object's version as last downloaded, by object name.
+        self._versions: Dict[str, Any] = {}
 
     def __call__(self, running: List[WatchedJob]) -> None:
         if not running or time.monotonic() - self._last < self.interval:
@@ -40,7 +43,7 @@ class LogStreamer:
             log_name = f"{job.sweep_config.hydra.job.name}.log"
             targets[_layout.job_live_log(job.num)] = job.local_dir / log_name
         try:
-            self.storage.download_existing(targets)
+            self.storage.download_changed(targets, self._versions)
         except Exception as e:  # noqa: BLE001 - a missed log refresh is not worth failing a run
             log.warning(f"Could not refresh running jobs' logs: {e!r}")
 

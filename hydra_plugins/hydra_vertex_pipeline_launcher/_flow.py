@@ -9,13 +9,20 @@ import signal
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from ._backend import PipelineBackend, RunContext, State, TaskStatus, make_backend
+from ._backend import (
+    CancelOutcome,
+    PipelineBackend,
+    RunContext,
+    State,
+    TaskStatus,
+    make_backend,
+)
 from ._build import build_pipeline
 from ._collect import LogStreamer, collect
 from ._compose import ComposedJob, compose, compose_single
@@ -70,7 +77,9 @@ def _launch(
     run = _new_run(settings, master_config, record_dir)
     backend = make_backend(settings, run)
     try:
-        storage = open_storage(run.staging_uri, settings.request_timeout)
+        storage = open_storage(run.staging_uri, settings.request_timeout, settings.staging_root)
+        # Before anything is written: an unusable staging root leaves no half run behind.
+        storage.check_access()
         _log_plan(settings, run, jobs)
         in_container = not backend.steps_share_filesystem
         staged = pack(jobs, task_function, hydra_context, in_container)
@@ -201,11 +210,15 @@ def _interrupted(
         )
         return
     log.warning(f"Interrupted: cancelling {where}")
-    with _shielded_from_signals():
-        backend.cancel()
+    outcome = _cancel(backend, watcher, run, where)
+    if outcome is None or outcome is CancelOutcome.NEVER_CREATED:
+        return
     watcher.settle()
     watcher.mark_interrupted(State.CANCELLED, "cancelled: the launcher was interrupted")
-    log.warning(f"Cancelled {where}")
+    if outcome is CancelOutcome.CONFIRMED:
+        log.warning(f"Cancelled {where}")
+    else:
+        log.warning(f"{where} had already ended: nothing was cancelled")
 
 
 def _watch_failed(backend: PipelineBackend, watcher: Watcher, run: RunContext, where: str) -> None:
@@ -216,12 +229,41 @@ def _watch_failed(backend: PipelineBackend, watcher: Watcher, run: RunContext, w
             "job's outputs and result land."
         )
         return
-    with _shielded_from_signals():
-        backend.cancel()
-    watcher.mark_interrupted(State.CANCELLED, "cancelled: the launcher failed")
+    if _cancel(backend, watcher, run, where) is not None:
+        watcher.mark_interrupted(State.CANCELLED, "cancelled: the launcher failed")
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+def _cancel(
+    backend: PipelineBackend, watcher: Watcher, run: RunContext, where: str
+) -> Optional[CancelOutcome]:
+    """What the backend said of the cancel; None when it could not confirm it (then the status
+    files and the log say so). A run never created is recorded here."""
+    try:
+        with _shielded_from_signals():
+            outcome = backend.cancel()
+    except Exception as e:  # noqa: BLE001 - reported; the interrupt or failure goes on up
+        reason = (
+            f"the launcher could not confirm that the run was cancelled ({e!r}); it may still "
+            f"be running: {where}"
+        )
+        watcher.mark_unconfirmed(reason)
+        log.error(
+            f"Could not confirm the cancel of {backend.location.resource_name} ({e!r}). "
+            f"It may still be running: check or cancel it at {where}. {run.record_path} "
+            "keeps each job's last seen state."
+        )
+        return None
+    if outcome is CancelOutcome.NEVER_CREATED:
+        reason = "the launcher was interrupted before the run was created"
+        watcher.mark_interrupted(State.CANCELLED, reason)
+        log.warning(f"Interrupted before {where} was created: nothing ran, nothing to cancel")
+    return outcome
+
+
+# SIGHUP does not exist on Windows.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 @contextmanager
@@ -231,13 +273,17 @@ def _signals_as_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    with _signal_handlers((signal.SIGTERM, signal.SIGHUP), interrupt):
+    with _signal_handlers([s for s in STOP_SIGNALS if s != signal.SIGINT], interrupt):
         yield
 
 
 @contextmanager
 def _shielded_from_signals() -> Iterator[None]:
-    """A second Ctrl-C must not stop the cancel request half-way and leave a paid run going."""
+    """A second Ctrl-C must not stop the cancel request half-way and leave a paid run going.
+
+    Safe to ignore them because every backend's cancel is bounded (by request_timeout, for
+    Vertex): the process still ends within seconds.
+    """
     with _signal_handlers(STOP_SIGNALS, signal.SIG_IGN):
         yield
 

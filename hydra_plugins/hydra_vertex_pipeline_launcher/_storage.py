@@ -16,6 +16,13 @@ from .config import LauncherConfigError
 
 # Parallel transfers per call: uploads and downloads are I/O-bound.
 MAX_WORKERS = 16
+# Transfers handed to transfer_manager at once: an interrupt waits for this many at most (its
+# thread pool finishes every queued transfer before it lets go).
+TRANSFER_CHUNK = 4 * MAX_WORKERS
+# Calls that transfer at the same time (the launcher collects this many jobs at once).
+PARALLEL_CALLS = 8
+# Each transfer thread of each call keeps its connection: no new handshakes, no pool overflow.
+HTTP_POOL_SIZE = MAX_WORKERS * PARALLEL_CALLS
 
 
 class UnsafeObjectName(ValueError):
@@ -51,17 +58,32 @@ class Storage(Protocol):
         """Deletes the object `name` and every object below `name/`; none there is fine."""
         ...
 
+    def download_changed(self, targets: Mapping[str, Path], versions: Dict[str, Any]) -> None:
+        """Like download_existing, but only objects whose version differs from the one in
+        versions (by name), which is updated: an unchanged object is not transferred again."""
+        ...
 
-def open_storage(root_uri: str, timeout: float = 120.0) -> Storage:
+
+def open_storage(root_uri: str, timeout: float = 120.0, setting: Optional[str] = None) -> Storage:
+    """setting: what the user set hydra.launcher.staging_root to, for error messages; root_uri
+    may be a run's folder below it."""
     if root_uri.startswith("gs://"):
-        return GcsStorage(root_uri, timeout)
-    return LocalStorage(Path(root_uri))
+        return GcsStorage(root_uri, timeout, setting)
+    return LocalStorage(Path(root_uri), setting)
 
 
-def safe_relative(name: str) -> PurePosixPath:
-    """The name as a path that stays below its folder; refuses '..', absolute and empty parts."""
+def safe_relative(name: str, windows: bool = os.name == "nt") -> PurePosixPath:
+    """The name as a path that stays below its folder here: refuses '..', absolute and empty
+    parts and, under Windows path rules, backslashes and colons, which Windows reads as
+    separators, drives (D:x, C:\\x) or alternate streams (elsewhere they are plain letters, as
+    in a checkpoint named by its time)."""
     parts = name.split("/")
-    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if (
+        not name
+        or name.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or (windows and any(c in name for c in "\\:"))
+    ):
         raise UnsafeObjectName(
             f"refused stored object {name!r}: not a plain relative path, it could land outside "
             "its folder or on another object's file"
@@ -98,8 +120,9 @@ def _replace_atomically(dest: Path, write: Any) -> None:
 class LocalStorage:
     """A staging root on this machine's filesystem (the local backend's default)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, setting: Optional[str] = None) -> None:
         self.root = root.absolute()
+        self.setting = setting
 
     def uri(self, name: str) -> str:
         return str(self.root / name)
@@ -108,9 +131,14 @@ class LocalStorage:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
+            if self.setting is None:
+                raise LauncherConfigError(
+                    f"{self.root} cannot be created ({e}): set hydra.launcher.staging_root, or "
+                    "hydra.sweep.dir, to a writable folder."
+                ) from e
             raise LauncherConfigError(
-                f"hydra.launcher.staging_root={str(self.root)!r} cannot be created ({e}). "
-                "Set it to a writable folder."
+                f"hydra.launcher.staging_root={self.setting!r}: {self.root} cannot be created "
+                f"({e}). Set it to a writable folder."
             ) from e
 
     def write_many(self, blobs: Mapping[str, bytes]) -> None:
@@ -156,6 +184,18 @@ class LocalStorage:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+    def download_changed(self, targets: Mapping[str, Path], versions: Dict[str, Any]) -> None:
+        for name, dest in targets.items():
+            source = self.root / safe_relative(name)
+            try:
+                stat = source.stat()
+            except FileNotFoundError:
+                continue
+            version = (stat.st_mtime_ns, stat.st_size)
+            if versions.get(name) != version:
+                _copy_unless_same(source, dest)
+                versions[name] = version
 
 
 def _copy_unless_same(source: Path, dest: Path, link: bool = False) -> None:
@@ -205,7 +245,7 @@ class GcsStorage:
     With STORAGE_EMULATOR_HOST set, the client talks to that emulator anonymously.
     """
 
-    def __init__(self, root_uri: str, timeout: float) -> None:
+    def __init__(self, root_uri: str, timeout: float, setting: Optional[str] = None) -> None:
         from google.cloud import storage
         from google.cloud.storage.retry import DEFAULT_RETRY
 
@@ -217,6 +257,7 @@ class GcsStorage:
             )
         self.bucket_name = bucket_name
         self.prefix = prefix.strip("/")
+        self.setting = setting or root_uri
         self.timeout = timeout
         self.retry = DEFAULT_RETRY.with_timeout(timeout)
         self._client = _storage_client(storage)
@@ -231,7 +272,7 @@ class GcsStorage:
     def check_access(self) -> None:
         from google.api_core import exceptions
 
-        setting = f"hydra.launcher.staging_root=gs://{self.bucket_name}/{self.prefix}"
+        setting = f"hydra.launcher.staging_root={self.setting}"
         try:
             list(
                 self._client.list_blobs(
@@ -302,33 +343,54 @@ class GcsStorage:
             [r for r in self._download(pairs) if not isinstance(r, exceptions.NotFound)]
         )
 
+    def download_changed(self, targets: Mapping[str, Path], versions: Dict[str, Any]) -> None:
+        # A metadata read per object, then only changed ones are downloaded (at the generation
+        # read). if_generation_not_match would save the metadata read, but the emulator the
+        # tests use ignores it.
+        changed = []
+        for name, dest in targets.items():
+            blob = self._bucket.get_blob(self._key(name), timeout=self.timeout, retry=self.retry)
+            if blob is not None and versions.get(name) != blob.generation:
+                # Kept apart: a download may reset the blob's properties from its headers.
+                changed.append((name, blob.generation, blob, dest))
+        results = self._download([(blob, dest) for _, _, blob, dest in changed])
+        for (name, generation, _, _), result in zip(changed, results):
+            if not isinstance(result, Exception):
+                versions[name] = generation
+        self._raise_first(results)
+
     def _upload(self, sources_and_keys: List[Tuple[Any, str]]) -> None:
         from google.cloud.storage import transfer_manager
 
-        transfer_manager.upload_many(
-            [(source, self._bucket.blob(key)) for source, key in sources_and_keys],
-            upload_kwargs=self._transfer_kwargs(),
-            worker_type=transfer_manager.THREAD,
-            max_workers=MAX_WORKERS,
-            raise_exception=True,
-        )
+        for start in range(0, len(sources_and_keys), TRANSFER_CHUNK):
+            chunk = sources_and_keys[start : start + TRANSFER_CHUNK]
+            transfer_manager.upload_many(
+                [(source, self._bucket.blob(key)) for source, key in chunk],
+                upload_kwargs=self._transfer_kwargs(),
+                worker_type=transfer_manager.THREAD,
+                max_workers=MAX_WORKERS,
+                raise_exception=True,
+            )
 
     def _download(self, pairs: List[Tuple[Any, Path]]) -> List[Any]:
         """One parallel transfer into temp files; each lands whole or not at all."""
         from google.cloud.storage import transfer_manager
 
         temps = [_temp_beside(dest) for _, dest in pairs]
+        results: List[Any] = []
         try:
-            results = transfer_manager.download_many(
-                [(blob, tmp) for (blob, _), tmp in zip(pairs, temps)],
-                download_kwargs=self._transfer_kwargs(),
-                worker_type=transfer_manager.THREAD,
-                max_workers=MAX_WORKERS,
-            )
+            for start in range(0, len(pairs), TRANSFER_CHUNK):
+                chunk = slice(start, start + TRANSFER_CHUNK)
+                results += transfer_manager.download_many(
+                    [(blob, tmp) for (blob, _), tmp in zip(pairs[chunk], temps[chunk])],
+                    download_kwargs=self._transfer_kwargs(),
+                    worker_type=transfer_manager.THREAD,
+                    max_workers=MAX_WORKERS,
+                )
             for result, tmp, (_, dest) in zip(results, temps, pairs):
                 if not isinstance(result, Exception):
                     os.replace(tmp, dest)
-            return list(results)
+            return results
         finally:
             for tmp in temps:
                 if os.path.exists(tmp):
@@ -358,10 +420,20 @@ def _storage_client(storage: Any) -> Any:
     from google.auth import exceptions as auth_exceptions
 
     try:
-        return storage.Client()
+        client = storage.Client()
     except auth_exceptions.DefaultCredentialsError as e:
         raise LauncherConfigError(
             "hydra.launcher.staging_root is on Cloud Storage but no Google credentials were "
             "found. Run `gcloud auth application-default login`, or set "
             "GOOGLE_APPLICATION_CREDENTIALS to a service account key file."
         ) from e
+    _size_connection_pool(client._http)
+    return client
+
+
+def _size_connection_pool(session: Any) -> None:
+    """requests keeps 10 connections per host by default; the transfers run more at once."""
+    from requests.adapters import HTTPAdapter
+
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, HTTPAdapter(pool_maxsize=HTTP_POOL_SIZE))

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -120,6 +120,7 @@ class Watcher:
         self.max_poll_interval = max_poll_interval
         self.seen: Dict[str, TaskStatus] = {}
         self.done: Dict[str, Outcome] = {}
+        self.run_state = State.PENDING  # as last read
         self.status_reads = 0
         self.failed_reads = 0
 
@@ -149,17 +150,33 @@ class Watcher:
     def settle(self) -> None:
         """After a cancel: one more read, so that jobs that ended meanwhile keep their outcome."""
         try:
-            self._apply(self.backend.read_status())
+            status = self.backend.read_status()
+            self.run_state = status.state
+            self._apply(status)
         except Exception as e:  # noqa: BLE001 - the cancel went out; the rest is bookkeeping
             log.warning(f"Could not read {self._run_id} after cancelling it: {e!r}")
 
     def mark_interrupted(self, state: State, error: str) -> None:
-        """Every job not yet ended gets `state`; ended jobs keep theirs."""
+        """Every job not yet ended gets `state`; ended jobs keep theirs, and so does a run that
+        had ended."""
         for name, job in self.files.jobs.items():
             if name not in self.done:
                 seen = self.seen.get(name, TaskStatus(State.PENDING))
                 self.files.write_job(job, TaskStatus(state, seen.started, utc_now(), error))
-        self.files.write_run(state, error)
+        if self.run_state.terminal:
+            self.files.write_run(self.run_state)
+        else:
+            self.files.write_run(state, error)
+
+    def mark_unconfirmed(self, error: str) -> None:
+        """After a cancel that was not confirmed: every job not yet ended, and the run, keep the
+        state last seen (PENDING or RUNNING, with no end time) and say why nothing more is
+        known."""
+        for name, job in self.files.jobs.items():
+            if name not in self.done:
+                seen = self.seen.get(name, TaskStatus(State.PENDING))
+                self.files.write_job(job, TaskStatus(seen.state, seen.started, None, error))
+        self.files.write_run(self.run_state, error)
 
     @property
     def _run_id(self) -> str:
@@ -181,6 +198,7 @@ class Watcher:
         self.failed_reads = 0
         self.status_reads += 1
         self.files.run_record["status_reads"] = self.status_reads
+        self.run_state = status.state
         return status
 
     def _apply(self, status: RunStatus) -> bool:
@@ -200,15 +218,28 @@ class Watcher:
         return changed
 
     def _finish(self, ended: List[Tuple[WatchedJob, TaskStatus]]) -> None:
-        """Collects jobs that ended together in parallel: each collect is a few round trips."""
-        with ThreadPoolExecutor(COLLECT_WORKERS, thread_name_prefix="collect") as pool:
-            outcomes = list(pool.map(lambda pair: self.on_job_done(*pair), ended))
-        for (job, task), outcome in zip(ended, outcomes):
-            self.done[job.task_name] = outcome
-            finished = TaskStatus(
-                outcome.state, task.started, task.ended or utc_now(), outcome.error
-            )
-            self.files.write_job(job, finished)
+        """Collects jobs that ended together in parallel: each collect is a few round trips.
+
+        Each job is recorded as soon as it is collected; on an interrupt, collections already
+        under way finish and are recorded too, and the others are not started.
+        """
+        pool = ThreadPoolExecutor(COLLECT_WORKERS, thread_name_prefix="collect")
+        pending: Dict[Future[Outcome], Tuple[WatchedJob, TaskStatus]] = {
+            pool.submit(self.on_job_done, job, task): (job, task) for job, task in ended
+        }
+        try:
+            for future in as_completed(pending):
+                self._record(*pending.pop(future), future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future, (job, task) in pending.items():
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    self._record(job, task, future.result())
+
+    def _record(self, job: WatchedJob, task: TaskStatus, outcome: Outcome) -> None:
+        self.done[job.task_name] = outcome
+        finished = TaskStatus(outcome.state, task.started, task.ended or utc_now(), outcome.error)
+        self.files.write_job(job, finished)
 
     def _finish_unended(self, status: RunStatus) -> None:
         ended = []

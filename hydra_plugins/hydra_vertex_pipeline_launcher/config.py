@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
 LAUNCHER_TARGET = (
@@ -83,8 +84,12 @@ class VertexPipelineLocalLauncherConf(VertexPipelineLauncherConf):
     log_upload_interval: float = 5.0
 
 
-class LauncherConfigError(ValueError):
-    """A launcher setting is missing or wrong; raised before anything is staged or submitted."""
+class LauncherConfigError(CompactHydraException, ValueError):
+    """A launcher setting is missing or wrong; raised before anything is staged or submitted.
+
+    A CompactHydraException: Hydra prints just its message, which names the setting and the fix,
+    instead of the traceback through Hydra and this plugin.
+    """
 
 
 def validate(conf: VertexPipelineLauncherConf) -> None:
@@ -116,8 +121,15 @@ def validate(conf: VertexPipelineLauncherConf) -> None:
             f"hydra.launcher.staging_root={conf.staging_root!r}: only a local folder or "
             "gs://<bucket>/<prefix> can stage jobs."
         )
+    _check_bucket(conf.staging_root)
     _check_positive(conf.poll_interval, "poll_interval")
     _check_positive(conf.max_poll_interval, "max_poll_interval")
+    if conf.poll_interval > conf.max_poll_interval:
+        raise LauncherConfigError(
+            f"hydra.launcher.poll_interval={conf.poll_interval} is above "
+            f"hydra.launcher.max_poll_interval={conf.max_poll_interval}, the longest wait between "
+            "status reads: lower poll_interval or raise max_poll_interval."
+        )
     _check_positive(conf.log_upload_interval, "log_upload_interval")
     _check_positive(conf.request_timeout, "request_timeout")
     if conf.retries < 0:
@@ -152,6 +164,14 @@ def _require(value: Optional[str], name: str, what: str) -> None:
             f"hydra.launcher.{name} is not set; the vertex backend needs {what}. "
             f"Set hydra.launcher.{name}=..., or use hydra/launcher=vertex_pipeline_local "
             "to run on this machine."
+        )
+
+
+def _check_bucket(staging_root: Optional[str]) -> None:
+    if staging_root and staging_root.startswith("gs://") and not staging_root[5:].split("/")[0]:
+        raise LauncherConfigError(
+            f"hydra.launcher.staging_root={staging_root!r} names no bucket. "
+            "Set it to gs://<bucket>/<prefix>."
         )
 
 

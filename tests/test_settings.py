@@ -1,0 +1,55 @@
+"""A wrong setting is one short message naming it and its fix; nothing is created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import pytest
+from apputil import run_app
+
+LOCAL = "hydra/launcher=vertex_pipeline_local"
+
+
+def _refused(tmp_path: Path, settings: List[str]) -> str:
+    sweep = tmp_path / "multirun"
+    proc = run_app(
+        "flaky.py", ["-m", "+x=1,3", LOCAL, f"hydra.sweep.dir={sweep}", *settings], tmp_path
+    )
+    assert proc.returncode != 0
+    # The message, and Hydra's hint about HYDRA_FULL_ERROR.
+    assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (sweep / "vertex_pipeline").exists() or not any(
+        (sweep / "vertex_pipeline").iterdir()
+    )
+    return proc.stderr
+
+
+def test_a_gs_staging_root_without_bucket_is_refused(tmp_path: Path) -> None:
+    said = _refused(tmp_path, ["hydra.launcher.staging_root=gs://"])
+    assert "hydra.launcher.staging_root='gs://' names no bucket" in said
+    assert [p.name for p in tmp_path.rglob("gs:*")] == []
+
+
+def test_a_poll_interval_above_its_cap_is_refused(tmp_path: Path) -> None:
+    said = _refused(
+        tmp_path, ["hydra.launcher.poll_interval=5", "hydra.launcher.max_poll_interval=1"]
+    )
+    assert "hydra.launcher.poll_interval=5.0 is above hydra.launcher.max_poll_interval=1.0" in said
+
+
+def test_an_unusable_staging_root_is_named_as_set(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    root = str(tmp_path / "a-file" / "staging")
+    said = _refused(tmp_path, [f"hydra.launcher.staging_root={root}"])
+    assert f"hydra.launcher.staging_root={root!r}: " in said
+    assert "cannot be created" in said and "writable folder" in said
+
+
+@pytest.mark.parametrize(
+    "setting", ["hydra.launcher.request_timeout=0", "hydra.launcher.retries=-1"]
+)
+def test_other_wrong_settings_are_one_line_too(tmp_path: Path, setting: str) -> None:
+    said = _refused(tmp_path, [setting])
+    assert setting.split("=")[0] in said
