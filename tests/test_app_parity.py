@@ -118,16 +118,20 @@ def test_a_step_hands_back_its_outcome_not_its_configs(tmp_path: Path) -> None:
     proc = run_app("own_names.py", ["-m", "+x=3", LOCAL, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     (result_file,) = sweep.glob("vertex_pipeline/*/jobs/0/result.pkl")
+    # Readable without the app's modules: only the return value itself stays pickled.
     result = pickle.loads(result_file.read_bytes())
+    assert pickle.loads(result["value"]) == 3
     assert result == {
         "status": result["status"],
-        "return_value": 3,
+        "value": result["value"],
         "traceback": "",
         "attempt": 1,
         "ran_in_output_dir": False,
         "upload_error": None,
     }
     assert result["status"].name == "COMPLETED"
+    # Kept in the job dir too: resume rebuilds the JobReturn from it.
+    assert (sweep / "0" / "vertex_result.pkl").read_bytes() == result_file.read_bytes()
 
 
 def _job_returns(launcher: str, overrides: List[str]) -> List[JobReturn]:
@@ -152,11 +156,12 @@ def _job_returns(launcher: str, overrides: List[str]) -> List[JobReturn]:
     return [job_return for batch in sweeps for job_return in batch]
 
 
-LAUNCHER_SPECIFIC = ("hydra.launcher", "hydra.overrides.hydra", "hydra.job.id")
+# hydra.callbacks: each launcher config of ours registers the single-run callback.
+LAUNCHER_SPECIFIC = ("hydra.launcher", "hydra.overrides.hydra", "hydra.job.id", "hydra.callbacks")
 
 
 def _hydra_cfg_but_the_launcher(job_return: JobReturn) -> Dict[str, Any]:
-    """The launcher's own settings and the job id are each launcher's to choose."""
+    """The launcher's own settings (and callbacks) and the job id are each launcher's to choose."""
     hydra_cfg = OmegaConf.to_container(job_return.hydra_cfg, resolve=False)
     assert isinstance(hydra_cfg, dict)
     for key in LAUNCHER_SPECIFIC:

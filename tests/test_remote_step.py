@@ -28,7 +28,7 @@ def _step_args(run_root: Path, shared_digest: str, python: str) -> List[str]:
 
 def _result_error(run_root: Path) -> BaseException:
     result = cloudpickle.loads((run_root / "jobs" / "0" / "result.pkl").read_bytes())
-    error: BaseException = result["return_value"]
+    error: BaseException = cloudpickle.loads(result["value"])
     assert result["traceback"]
     return error
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import pickle
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
 
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -52,9 +54,17 @@ class PipelineTaskError(RuntimeError):
     """A job whose step ended without handing back a result (killed, cancelled, never ran)."""
 
 
-def collect(
-    storage: Storage, job: ComposedJob, task: TaskStatus, local_cwd: str, run_hint: str
-) -> Tuple[JobReturn, Outcome]:
+@dataclass(frozen=True)
+class Collected:
+    """A finished job, as collected into its dir: needs nothing of the composed job, so that a
+    run can be collected by a process that did not launch it (attach)."""
+
+    outcome: Outcome
+    # The step's result (see _remote._result_bytes); None when it handed back none.
+    result: Optional[Dict[str, Any]]
+
+
+def collect(storage: Storage, job: WatchedJob, task: TaskStatus, run_hint: str) -> Collected:
     """Never raises for one job's trouble: every other job's results must survive it."""
     problems = []
     try:
@@ -62,44 +72,52 @@ def collect(
     except Exception as e:  # noqa: BLE001 - reported on the job, not raised
         problems.append(f"its outputs could not be collected: {e!r}")
     try:
-        job_return, error = _read_result(storage, job, local_cwd, problems)
+        result, error = _fetch_result(storage, job), None
     except Exception as e:  # noqa: BLE001
-        job_return, error = None, f"its result could not be read: {e!r}"
-    if job_return is None:
+        result, error = None, f"its result could not be read: {e!r}"
+    if result is None:
         reason = error or f"its step ended {task.state.value} without a result"
         reason += _attempts_note(storage, job.num)
         if task.error:
             reason += f"; {task.error}"
-        return _failed(job, "; ".join([reason, *problems]) + f" ({run_hint})", task, local_cwd)
-    if problems:
-        log.warning(f"job #{job.num}: " + "; ".join(problems))
-    if job_return.status is JobStatus.COMPLETED:
-        return job_return, Outcome(State.SUCCEEDED, "; ".join(problems) or None)
-    return job_return, Outcome(State.FAILED, "\n".join([*problems, error or ""]).strip())
-
-
-def _read_result(
-    storage: Storage, job: ComposedJob, local_cwd: str, problems: List[str]
-) -> Tuple[Optional[JobReturn], Optional[str]]:
-    """The JobReturn, rebuilt from the job composed here around the little the step sent."""
-    raw = storage.read(_layout.job_result(job.num))
-    if raw is None:
-        return None, None
-    result: Dict[str, Any] = loads_from_step(raw)
+        message = f"job #{job.num} ({job.display_name}): " + "; ".join([reason, *problems])
+        state = State.CANCELLED if task.state is State.CANCELLED else State.FAILED
+        return Collected(Outcome(state, f"{message} ({run_hint})"), None)
     if result["upload_error"]:
         problems.append(result["upload_error"])
-    job_return = composed_return(job, local_cwd, result["ran_in_output_dir"])
-    job_return.status = result["status"]
-    job_return.return_value = result["return_value"]
-    error = None
-    if job_return.status is not JobStatus.COMPLETED:
-        error = result["traceback"]
-        if result["attempt"] > 1:
-            error += f"\n(the last of {result['attempt']} attempts of its step)"
-        exception = job_return._return_value
-        if hasattr(exception, "add_note"):  # Python 3.11+: shown under the exception
-            exception.add_note(f"Remote traceback of job #{job.num}:\n{error}")
-    return job_return, error
+    if problems:
+        log.warning(f"job #{job.num}: " + "; ".join(problems))
+    if result["status"] is JobStatus.COMPLETED:
+        return Collected(Outcome(State.SUCCEEDED, "; ".join(problems) or None), result)
+    return Collected(Outcome(State.FAILED, "\n".join([*problems, failure(result)])), result)
+
+
+def _fetch_result(storage: Storage, job: WatchedJob) -> Optional[Dict[str, Any]]:
+    """The step's result, also kept in the job dir: a staging root may be cleaned up, and
+    resume rebuilds the job's JobReturn from it."""
+    raw = storage.read(_layout.job_result(job.num))
+    if raw is None:
+        return None
+    result = read_result(raw)
+    kept = job.local_dir / _layout.JOB_RESULT_FILE
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(raw)
+    return result
+
+
+def read_result(raw: bytes) -> Dict[str, Any]:
+    """The outer result holds plain values only; the return value stays pickled in "value"
+    until a JobReturn is built, so a process without the app's modules can read the rest."""
+    result: Dict[str, Any] = pickle.loads(raw)
+    return result
+
+
+def failure(result: Dict[str, Any]) -> str:
+    """A failed step's own account: its traceback, and how many attempts it took."""
+    error = str(result["traceback"])
+    if result["attempt"] > 1:
+        error += f"\n(the last of {result['attempt']} attempts of its step)"
+    return error
 
 
 def _attempts_note(storage: Storage, num: int) -> str:
@@ -110,15 +128,22 @@ def _attempts_note(storage: Storage, num: int) -> str:
     return f" after {attempts} attempts" if attempts > 1 else ""
 
 
-def _failed(
-    job: ComposedJob, reason: str, task: TaskStatus, local_cwd: str
-) -> Tuple[JobReturn, Outcome]:
-    message = f"job #{job.num} ({job.display_name}): {reason}"
-    job_return = composed_return(job, local_cwd, ran_in_output_dir=_chdir(job.sweep_config))
-    job_return.status = JobStatus.FAILED
-    job_return.return_value = PipelineTaskError(message)
-    state = State.CANCELLED if task.state is State.CANCELLED else State.FAILED
-    return job_return, Outcome(state, message)
+def job_return(job: ComposedJob, collected: Collected, local_cwd: str) -> JobReturn:
+    """The JobReturn of a collected job, rebuilt from the job composed here."""
+    result = collected.result
+    if result is None:
+        returned = composed_return(job, local_cwd, ran_in_output_dir=_chdir(job.sweep_config))
+        returned.status = JobStatus.FAILED
+        returned.return_value = PipelineTaskError(collected.outcome.error)
+        return returned
+    returned = composed_return(job, local_cwd, result["ran_in_output_dir"])
+    returned.status = result["status"]
+    returned.return_value = loads_from_step(result["value"])
+    exception = returned._return_value
+    if returned.status is not JobStatus.COMPLETED and hasattr(exception, "add_note"):
+        # Python 3.11+: shown under the exception
+        exception.add_note(f"Remote traceback of job #{job.num}:\n{failure(result)}")
+    return returned
 
 
 def composed_return(job: ComposedJob, local_cwd: str, ran_in_output_dir: bool) -> JobReturn:

@@ -24,7 +24,7 @@ from ._backend import (
     make_backend,
 )
 from ._build import build_pipeline
-from ._collect import LogStreamer, collect
+from ._collect import LogStreamer, collect, job_return
 from ._compose import ComposedJob, compose, compose_single
 from ._layout import RUNS_DIR
 from ._stage import pack, upload
@@ -123,10 +123,9 @@ def _submit_and_watch(
     returns: Dict[int, JobReturn] = {}
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-        returns[job.num], outcome = collect(
-            storage, by_num[job.num], task, local_cwd, f"run {where}"
-        )
-        return outcome
+        collected = collect(storage, job, task, f"run {where}")
+        returns[job.num] = job_return(by_num[job.num], collected, local_cwd)
+        return collected.outcome
 
     streamer = None
     if not backend.steps_share_filesystem:

@@ -7,6 +7,8 @@ RUNS_DIR = "vertex_pipeline"
 SHARED_PAYLOAD = "shared.pkl"
 # Written by the launcher into each local job dir; never part of a step's outputs.
 JOB_STATUS_FILE = "vertex_status.json"
+# The step's result as collected into the job dir (what resume needs of a finished job).
+JOB_RESULT_FILE = "vertex_result.pkl"
 
 
 def job_prefix(num: int) -> str:

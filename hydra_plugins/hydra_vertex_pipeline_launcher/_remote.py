@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import logging
 import os
+import pickle
 import sys
 import threading
 import traceback
@@ -163,7 +164,7 @@ def _upload_outputs(storage: Storage, output_dir: Path, num: int) -> Optional[st
         return None
     try:
         # A single run's dir holds the run's own record (and, locally, its staging root).
-        skip = {_layout.JOB_STATUS_FILE, _layout.RUNS_DIR}
+        skip = {_layout.JOB_STATUS_FILE, _layout.JOB_RESULT_FILE, _layout.RUNS_DIR}
         storage.upload_dir(output_dir, _layout.job_output(num), skip)
     except Exception as e:  # noqa: BLE001 - e.g. a file the app deleted while it was listed
         print(traceback.format_exc(), file=sys.stderr)
@@ -261,27 +262,29 @@ def _same_dir(working_dir: Optional[str], output_dir: Path) -> bool:
 
 
 def _result_bytes(outcome: StepOutcome, attempt: int, upload_error: Optional[str]) -> bytes:
-    result = {
-        "status": outcome.status,
-        "return_value": outcome.return_value,
-        "traceback": outcome.traceback,
-        "attempt": attempt,
-        "ran_in_output_dir": outcome.ran_in_output_dir,
-        "upload_error": upload_error,
-    }
+    """Plain values but for "value", the pickled return value (or exception): the launcher
+    can read how the job ended without the app's modules."""
+    status, trace = outcome.status, outcome.traceback
     try:
-        return cloudpickle.dumps(result)
+        value = cloudpickle.dumps(outcome.return_value)
     except Exception as e:  # noqa: BLE001 - an unpicklable value must not lose the job
-        what = "exception" if outcome.status is JobStatus.FAILED else "return value"
+        what = "exception" if status is JobStatus.FAILED else "return value"
         kind = type(outcome.return_value)
         message = (
             f"the job's {what} (a {kind.__module__}.{kind.__qualname__}) could not be pickled "
             f"back to the launcher: {e!r}"
         )
-        result["status"] = JobStatus.FAILED
-        result["return_value"] = RuntimeError(message)
-        result["traceback"] = "\n".join(part for part in (outcome.traceback, message) if part)
-        return cloudpickle.dumps(result)
+        status, trace = JobStatus.FAILED, "\n".join(part for part in (trace, message) if part)
+        value = cloudpickle.dumps(RuntimeError(message))
+    result = {
+        "status": status,
+        "value": value,
+        "traceback": trace,
+        "attempt": attempt,
+        "ran_in_output_dir": outcome.ran_in_output_dir,
+        "upload_error": upload_error,
+    }
+    return pickle.dumps(result)
 
 
 @contextmanager
