@@ -74,6 +74,12 @@ class VertexPipelineLauncherConf:
     # A run without -m: "pipeline" sends it to the backend as one step; "in_process" runs it
     # here, as Hydra does without a launcher (for debugging with the same config).
     single_run: str = "pipeline"
+    # False: submit, record the run, print how to attach, and end without waiting (vertex).
+    wait: bool = True
+    # True: jobs whose dir holds a collected success for the same overrides are not run again.
+    resume: bool = False
+    # Seconds a job may run before its step stops it; None: no limit.
+    timeout: Optional[float] = None
 
 
 @dataclass
@@ -132,6 +138,13 @@ def validate(conf: VertexPipelineLauncherConf) -> None:
         )
     _check_positive(conf.log_upload_interval, "log_upload_interval")
     _check_positive(conf.request_timeout, "request_timeout")
+    if conf.timeout is not None:
+        _check_positive(conf.timeout, "timeout")
+    if not conf.wait and conf.backend == "local":
+        raise LauncherConfigError(
+            "hydra.launcher.wait=false: a local run cannot outlive its launcher. Use the vertex "
+            "backend to detach, or leave wait=true."
+        )
     if conf.retries < 0:
         raise LauncherConfigError(f"hydra.launcher.retries={conf.retries}: set it to 0 or more.")
     if conf.local.max_parallel is not None and conf.local.max_parallel < 1:
