@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -194,3 +195,29 @@ def test_job_returns_are_those_of_the_basic_launcher(
         assert mine.task_name == theirs.task_name
         assert mine.status == theirs.status
         assert mine.return_value == theirs.return_value
+
+
+def test_an_app_with_its_own_class_and_an_extra_python_path_runs_as_with_basic(
+    tmp_path: Path,
+) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "extra_helper.py").write_text(
+        'NAME = "extra_helper"\n\ndef scale(x, factor):\n    return x * factor\n'
+    )
+    sweeps = {}
+    for launcher, extra_args, env in (
+        ("basic", [], {**os.environ, "PYTHONPATH": str(extra)}),
+        ("vertex_pipeline_local", [f"+hydra.launcher.env.PYTHONPATH={extra}"], None),
+    ):
+        sweeps[launcher] = sweep = tmp_path / launcher
+        args = ["-m", "+x=1,2,3", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"]
+        proc = run_app("extra_path.py", [*args, *extra_args], tmp_path, env)
+        assert proc.returncode != 0
+        assert "x=2 is refused by extra_helper" in proc.stderr
+        assert 'extra_path.py", line' in proc.stderr
+    for num, value in (("0", 10), ("2", 30)):
+        for sweep in sweeps.values():
+            assert json.loads((sweep / num / "value.json").read_text()) == value
+    status = read_json(sweeps["vertex_pipeline_local"] / "1" / "vertex_status.json")
+    assert status["state"] == "FAILED" and 'extra_path.py", line' in status["error"]
