@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -39,6 +40,14 @@ def gcs() -> Iterator[Emulator]:
 def gcs_bucket(gcs: Emulator) -> str:
     """A fresh, empty bucket on the emulator (STORAGE_EMULATOR_HOST points at it)."""
     return gcs.fresh_bucket(BUCKET)
+
+
+@pytest.fixture(params=["local", "gcs"])
+def root_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A run's staging root, on a local folder and on Cloud Storage (the emulator)."""
+    if request.param == "local":
+        return str(tmp_path / "staging")
+    return f"gs://{request.getfixturevalue('gcs_bucket')}/hydra/run-1"
 
 
 @pytest.fixture()

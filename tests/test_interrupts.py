@@ -7,24 +7,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import List
 
 from apputil import read_json, start_app, wait_until
 from fake_vertex import FakeVertex
 from google.cloud import storage
-from vertexutil import LOCATION, PROJECT, vertex_overrides
-
-VERTEX = "hydra/launcher=vertex_pipeline"
-
-
-def _args(fake: FakeVertex, bucket: str, sweep: Path, *overrides: str) -> List[str]:
-    return ["-m", *overrides, VERTEX, f"hydra.sweep.dir={sweep}", *vertex_overrides(fake, bucket)]
-
-
-def _only_job(fake: FakeVertex) -> str:
-    wait_until(lambda: len(fake.jobs) == 1)
-    (job_id,) = fake.jobs
-    return job_id
+from vertexutil import LOCATION, PROJECT, only_job, sweep_args
 
 
 def test_a_cancel_vertex_never_answers_ends_the_launcher_and_says_the_run_may_go_on(
@@ -32,7 +19,7 @@ def test_a_cancel_vertex_never_answers_ends_the_launcher_and_says_the_run_may_go
 ) -> None:
     fake_vertex.stall_after_create()
     sweep = tmp_path / "multirun"
-    args = _args(
+    args = sweep_args(
         fake_vertex,
         gcs_bucket,
         sweep,
@@ -42,7 +29,7 @@ def test_a_cancel_vertex_never_answers_ends_the_launcher_and_says_the_run_may_go
     )
     launcher = start_app("chatty.py", args, tmp_path)
     try:
-        job_id = _only_job(fake_vertex)
+        job_id = only_job(fake_vertex)
         wait_until(lambda: fake_vertex.requests["get"] >= 1)  # the create has been answered
         launcher.send_signal(signal.SIGTERM)
         output, _ = launcher.communicate(timeout=90)
@@ -66,7 +53,7 @@ def test_ctrl_c_while_the_create_is_in_flight_cancels_the_run_once_it_appears(
 ) -> None:
     fake_vertex.delay_create(3.0)
     sweep = tmp_path / "multirun"
-    args = _args(fake_vertex, gcs_bucket, sweep, "+x=1", f"+go={tmp_path / 'go'}")
+    args = sweep_args(fake_vertex, gcs_bucket, sweep, "+x=1", f"+go={tmp_path / 'go'}")
     launcher = start_app("chatty.py", args, tmp_path)
     try:
         wait_until(lambda: fake_vertex.requests["create"] == 1)
@@ -76,7 +63,7 @@ def test_ctrl_c_while_the_create_is_in_flight_cancels_the_run_once_it_appears(
     finally:
         launcher.kill()
     assert launcher.returncode != 0
-    job_id = _only_job(fake_vertex)
+    job_id = only_job(fake_vertex)
     assert fake_vertex.wait_for_state(job_id, {"CANCELLED"}, timeout=30).endswith("CANCELLED")
     assert "never created" not in output and "nothing to cancel" not in output
     assert "Cancelled https://console.cloud.google.com/" in output
@@ -88,7 +75,7 @@ def test_ctrl_c_while_a_job_is_collected_keeps_its_collected_state(
 ) -> None:
     sweep = tmp_path / "multirun"
     files = 600
-    args = _args(fake_vertex, gcs_bucket, sweep, "+x=1", f"+files={files}")
+    args = sweep_args(fake_vertex, gcs_bucket, sweep, "+x=1", f"+files={files}")
     launcher = start_app("many_files.py", args, tmp_path)
     try:
         # Only collecting brings out/ into the job's dir: interrupt as soon as it starts.

@@ -16,13 +16,6 @@ from hydra_plugins.hydra_vertex_pipeline_launcher._storage import (
 )
 
 
-@pytest.fixture(params=["local", "gcs"])
-def root_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "local":
-        return str(tmp_path / "staging")
-    return f"gs://{request.getfixturevalue('gcs_bucket')}/hydra/run-1"
-
-
 def test_an_unchanged_log_is_not_downloaded_again(root_uri: str, tmp_path: Path) -> None:
     store = open_storage(root_uri, timeout=10)
     local_log = tmp_path / "job" / "app.log"

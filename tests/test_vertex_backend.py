@@ -12,14 +12,7 @@ import pytest
 from apputil import read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
 from google.cloud import storage
-from vertexutil import IMAGE, LOCATION, PROJECT, vertex_overrides
-
-VERTEX = "hydra/launcher=vertex_pipeline"
-
-
-def _args(fake: FakeVertex, bucket: str, sweep: Path, *overrides: str) -> List[str]:
-    """A multirun of the given overrides on vertex_pipeline, against the fakes, into sweep."""
-    return ["-m", *overrides, VERTEX, f"hydra.sweep.dir={sweep}", *vertex_overrides(fake, bucket)]
+from vertexutil import IMAGE, LOCATION, PROJECT, only_job, sweep_args
 
 
 def _run_with_held_tasks(
@@ -31,9 +24,9 @@ def _run_with_held_tasks(
 ) -> Tuple[int, str]:
     """Sweeps flaky.py; once its run exists and before any task starts, acts on it."""
     fake.hold_tasks()
-    launcher = start_app("flaky.py", _args(fake, bucket, sweep, *overrides), sweep.parent)
+    launcher = start_app("flaky.py", sweep_args(fake, bucket, sweep, *overrides), sweep.parent)
     try:
-        before_tasks_start(_only_job(fake))
+        before_tasks_start(only_job(fake))
         fake.release_tasks()
         output, _ = launcher.communicate(timeout=120)
     finally:
@@ -46,21 +39,15 @@ def _chatty(
 ) -> Tuple[subprocess.Popen[str], Path, Path]:
     """chatty.py in the background; its jobs wait for the returned go-file."""
     sweep, go = tmp_path / "multirun", tmp_path / "go"
-    args = _args(fake, bucket, sweep, *overrides, f"+go={go}")
+    args = sweep_args(fake, bucket, sweep, *overrides, f"+go={go}")
     return start_app("chatty.py", args, tmp_path), sweep, go
-
-
-def _only_job(fake: FakeVertex) -> str:
-    wait_until(lambda: len(fake.jobs) == 1)
-    (job_id,) = fake.jobs
-    return job_id
 
 
 def test_a_sweep_comes_back_as_on_the_local_backend(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep = tmp_path / "multirun"
-    args = _args(
+    args = sweep_args(
         fake_vertex,
         gcs_bucket,
         sweep,
@@ -115,7 +102,7 @@ def test_one_status_read_per_poll_for_the_whole_run(
     jobs = ",".join(str(x) for x in range(50))
     proc = run_app(
         "flaky.py",
-        _args(fake_vertex, gcs_bucket, sweep, f"+x={jobs}"),
+        sweep_args(fake_vertex, gcs_bucket, sweep, f"+x={jobs}"),
         tmp_path,
         timeout=600,
     )
@@ -133,13 +120,13 @@ def test_ctrl_c_cancels_the_run(fake_vertex: FakeVertex, gcs_bucket: str, tmp_pa
     sweep = tmp_path / "multirun"
     launcher = start_app(
         "rendezvous.py",
-        _args(
+        sweep_args(
             fake_vertex, gcs_bucket, sweep, "+x=0,1", f"+board={tmp_path / 'board'}", "+sleep=120"
         ),
         tmp_path,
     )
     try:
-        job_id = _only_job(fake_vertex)
+        job_id = only_job(fake_vertex)
         for task_key in fake_vertex.jobs[job_id].tasks:
             fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
         wait_until(lambda: all((sweep / n / "vertex_status.json").exists() for n in ("0", "1")))
@@ -187,7 +174,7 @@ def test_transient_errors_are_retried_and_the_run_is_created_once(
     sweep = tmp_path / "multirun"
     proc = run_app(
         "flaky.py",
-        _args(fake_vertex, gcs_bucket, sweep, "+x=1"),
+        sweep_args(fake_vertex, gcs_bucket, sweep, "+x=1"),
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
@@ -219,7 +206,7 @@ def test_an_object_that_would_escape_the_job_dir_is_refused(
 def test_working_dirs_map_into_the_container(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
-    args = _args(fake_vertex, gcs_bucket, Path("cli_dir"), "+x=7", "hydra.job.chdir=True")
+    args = sweep_args(fake_vertex, gcs_bucket, Path("cli_dir"), "+x=7", "hydra.job.chdir=True")
     proc = run_app("chatty.py", args, tmp_path)
     assert proc.returncode == 0, proc.stderr
 
@@ -263,7 +250,7 @@ def test_a_staging_root_vertex_cannot_use_stops_the_launch_before_anything_is_su
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path, staging_root: str, said: List[str]
 ) -> None:
     root = f"hydra.launcher.staging_root={staging_root}"
-    args = [*_args(fake_vertex, gcs_bucket, tmp_path / "m", "+x=1"), root]
+    args = [*sweep_args(fake_vertex, gcs_bucket, tmp_path / "m", "+x=1"), root]
     proc = run_app("flaky.py", args, tmp_path)
     assert proc.returncode != 0
     for words in said:
@@ -276,7 +263,7 @@ def test_a_run_cancelled_in_the_console_fails_its_unfinished_jobs(
 ) -> None:
     launcher, sweep, go = _chatty(fake_vertex, gcs_bucket, tmp_path, "+x=1,2")
     try:
-        job_id = _only_job(fake_vertex)
+        job_id = only_job(fake_vertex)
         for task_key in fake_vertex.jobs[job_id].tasks:
             fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
         fake_vertex.cancel(job_id)
@@ -298,7 +285,7 @@ def test_ctrl_c_can_leave_the_run_going(
         fake_vertex, gcs_bucket, tmp_path, "+x=1", "hydra.launcher.cancel_on_interrupt=false"
     )
     try:
-        job_id = _only_job(fake_vertex)
+        job_id = only_job(fake_vertex)
         (task_key,) = fake_vertex.jobs[job_id].tasks
         fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
         wait_until(lambda: (sweep / "0" / "vertex_status.json").exists())
@@ -319,7 +306,9 @@ def test_a_refused_create_names_what_to_grant(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     fake_vertex.fail_next("create", status=403)
-    proc = run_app("flaky.py", _args(fake_vertex, gcs_bucket, tmp_path / "m", "+x=1"), tmp_path)
+    proc = run_app(
+        "flaky.py", sweep_args(fake_vertex, gcs_bucket, tmp_path / "m", "+x=1"), tmp_path
+    )
     assert proc.returncode != 0
     assert "Vertex denied creating a pipeline run in projects/test-proj" in proc.stderr
     assert "roles/aiplatform.user" in proc.stderr

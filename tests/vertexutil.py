@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List
 
+from apputil import wait_until
 from fake_vertex import FakeVertex
 
 PROJECT = "test-proj"
@@ -23,3 +25,21 @@ def vertex_overrides(fake: FakeVertex, bucket: str) -> List[str]:
         "hydra.launcher.log_upload_interval=0.5",
         "hydra.launcher.request_timeout=20",
     ]
+
+
+def sweep_args(fake: FakeVertex, bucket: str, sweep: Path, *overrides: str) -> List[str]:
+    """A multirun of the given overrides on vertex_pipeline, against the fakes, into sweep."""
+    return [
+        "-m",
+        *overrides,
+        "hydra/launcher=vertex_pipeline",
+        f"hydra.sweep.dir={sweep}",
+        *vertex_overrides(fake, bucket),
+    ]
+
+
+def only_job(fake: FakeVertex) -> str:
+    """The id of the one pipeline run the fake was asked to create, once it exists."""
+    wait_until(lambda: len(fake.jobs) == 1)
+    (job_id,) = fake.jobs
+    return job_id
