@@ -186,9 +186,8 @@ def new_run_id(pipeline_name: str) -> str:
 def _log_plan(
     settings: VertexPipelineLauncherConf, run: RunContext, jobs: List[ComposedJob]
 ) -> None:
-    log.info(
-        f"Launching {len(jobs)} jobs as pipeline run {run.run_id} ({settings.backend} backend)"
-    )
+    count = f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s")
+    log.info(f"Launching {count} as pipeline run {run.run_id} ({settings.backend} backend)")
     log.info(f"Staging to {run.staging_uri}")
     for job in jobs:
         log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
