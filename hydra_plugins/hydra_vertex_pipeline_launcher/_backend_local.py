@@ -147,7 +147,7 @@ class LocalBackend:
         if self._cancelled:
             self._set(step.task_name, TaskStatus(State.CANCELLED, started, utc_now()))
             return
-        error = f"the step exited with code {returncode}; its console ({console}) ends with:\n"
+        error = f"{_how_it_ended(returncode)}; its console ({console}) ends with:\n"
         self._set(
             step.task_name, TaskStatus(State.FAILED, started, utc_now(), error + _tail(console))
         )
@@ -178,6 +178,18 @@ class LocalBackend:
     def _set(self, task_name: str, status: TaskStatus) -> None:
         with self._lock:
             self._tasks[task_name] = status
+
+
+def _how_it_ended(returncode: Optional[int]) -> str:
+    """Popen's negative code is the signal that killed the step (POSIX): named, not numbered."""
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        hint = " (out of memory, or killed by hand)" if name == "SIGKILL" else ""
+        return f"the step was killed by signal {name}{hint}"
+    return f"the step exited with code {returncode}"
 
 
 def _run_state(tasks: Any, cancelled: bool) -> State:

@@ -59,6 +59,9 @@ def _job_component(
         "--python",
         f"{sys.version_info.major}.{sys.version_info.minor}",
     ]
+    if settings.timeout is not None:
+        # Enforced by the step itself, so it holds on every backend.
+        fixed_args += ["--timeout", str(settings.timeout)]
 
     @dsl.container_component
     def hydra_job(job_num: str, job_digest: str) -> dsl.ContainerSpec:

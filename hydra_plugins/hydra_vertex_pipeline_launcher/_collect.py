@@ -114,7 +114,7 @@ def read_result(raw: bytes) -> Dict[str, Any]:
 
 def failure(result: Dict[str, Any]) -> str:
     """A failed step's own account: its traceback, and how many attempts it took."""
-    error = str(result["traceback"])
+    error = str(result["traceback"]) or f"the step reported {result['status'].name}, saying no more"
     if result["attempt"] > 1:
         error += f"\n(the last of {result['attempt']} attempts of its step)"
     return error

@@ -15,6 +15,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_g
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from . import _resume
 from ._backend import (
     CancelOutcome,
     PipelineBackend,
@@ -67,6 +68,35 @@ def launch_single(
 
 
 def _launch(
+    settings: VertexPipelineLauncherConf,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    master_config: DictConfig,
+    jobs: List[ComposedJob],
+    record_dir: Path,
+) -> Dict[int, JobReturn]:
+    local_cwd = str(master_config.hydra.runtime.cwd)
+    kept = _resume.kept_returns(jobs, local_cwd) if settings.resume else {}
+    to_run = [job for job in jobs if job.num not in kept]
+    if not to_run:
+        log.info(
+            f"All {len(jobs)} jobs succeeded in an earlier run (hydra.launcher.resume=true): "
+            "no pipeline run is created"
+        )
+        return kept
+    if kept:
+        log.info(
+            f"Resuming: {len(kept)} of {len(jobs)} jobs succeeded in an earlier run; "
+            f"{len(to_run)} run now"
+        )
+    _resume.clear_earlier_outcomes(to_run)
+    returns = _run_pipeline(
+        settings, hydra_context, task_function, master_config, to_run, record_dir
+    )
+    return {**kept, **returns}
+
+
+def _run_pipeline(
     settings: VertexPipelineLauncherConf,
     hydra_context: HydraContext,
     task_function: TaskFunction,

@@ -3,7 +3,8 @@
 `python -m hydra_plugins.hydra_vertex_pipeline_launcher._remote` in the container:
 
 Fetches and checks the payload, restores Hydra's state, runs the job, and hands back its output
-dir and result through the staging root, also when the task raised. Exits 1 when the job failed.
+dir and result through the staging root, also when the task raised or exited, and when it ran
+past its time limit (--timeout). Exits non-zero when the job failed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,10 +33,14 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from . import _layout
 from ._app_main import MainScript, import_main
 from ._compose import DirKeys, job_output_dir
+from ._faults import JobExited, JobTimedOut
 from ._storage import Storage, open_storage
 
 # Not __name__: this module runs as __main__.
 log = logging.getLogger("hydra_plugins.hydra_vertex_pipeline_launcher._remote")
+
+# The exit status of a step stopped at its time limit, as coreutils' `timeout` uses.
+TIMED_OUT_EXIT = 124
 
 
 class PayloadDigestMismatch(RuntimeError):
@@ -54,18 +60,78 @@ class StepOutcome:
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(argv)
     storage = open_storage(args.run_root, args.request_timeout)
-    attempt = _start_attempt(storage, args.job)
-    output_dir: Optional[Path] = None  # known once the job's config is restored
+    hand_back = HandBack(storage, args.job, _start_attempt(storage, args.job))
+    if args.timeout:
+        _stop_at_time_limit(hand_back, args.timeout)
     try:
-        outcome, output_dir = _run_staged_job(storage, args)
+        outcome = _run_staged_job(storage, args, hand_back)
     except Exception as e:  # noqa: BLE001 - the launcher must learn why, not just an exit code
         trace = traceback.format_exc()
         print(trace, file=sys.stderr)
         outcome = StepOutcome(JobStatus.FAILED, e, trace, ran_in_output_dir=False)
-    upload_error = _upload_outputs(storage, output_dir, args.job) if output_dir else None
-    result = _result_bytes(outcome, attempt, upload_error)
-    storage.write_many({_layout.job_result(args.job): result})
+    hand_back.finish(outcome)
     return 0 if outcome.status is JobStatus.COMPLETED else 1
+
+
+class HandBack:
+    """Mirrors the job's output dir and writes its result, exactly once: at the job's end or
+    at its time limit, whichever comes first."""
+
+    def __init__(self, storage: Storage, num: int, attempt: int) -> None:
+        self.storage = storage
+        self.num = num
+        self.attempt = attempt
+        # Known once the job's config is restored.
+        self.output_dir: Optional[Path] = None
+        self.job_name = __name__
+        # Held through the whole hand-back: the time limit ends the process while holding it,
+        # so a job that ends meanwhile waits here instead of handing back a second outcome.
+        self._lock = threading.Lock()
+        self._handed_back = False
+
+    def finish(self, outcome: StepOutcome) -> bool:
+        """False when the other side handed back first."""
+        with self._lock:
+            if self._handed_back:
+                return False
+            self._handed_back = True
+            output_dir = self.output_dir
+            upload_error = (
+                _upload_outputs(self.storage, output_dir, self.num) if output_dir else None
+            )
+            result = _result_bytes(outcome, self.attempt, upload_error)
+            self.storage.write_many({_layout.job_result(self.num): result})
+            return True
+
+
+def _stop_at_time_limit(hand_back: HandBack, timeout: float) -> None:
+    """A watchdog: at the deadline the job is handed back FAILED as it stands, and the process
+    ends, however the task is stuck (a thread cannot be stopped; a process can)."""
+    task_thread = threading.current_thread()
+
+    def stop_at_deadline() -> None:
+        time.sleep(timeout)
+        message = f"the job timed out after {timeout:g} s (hydra.launcher.timeout={timeout:g})"
+        frame = sys._current_frames().get(task_thread.ident or 0)
+        where = "".join(traceback.format_stack(frame)) if frame else "(unknown)\n"
+        trace = f"{message}; it was stopped here:\n{where}"
+        logging.getLogger(hand_back.job_name).error(trace)
+        print(trace, file=sys.stderr)
+        ran_in_output_dir = hand_back.output_dir is not None and _same_dir(
+            os.getcwd(), hand_back.output_dir
+        )
+        outcome = StepOutcome(JobStatus.FAILED, JobTimedOut(message), trace, ran_in_output_dir)
+        try:
+            stopping = hand_back.finish(outcome)  # False: the job ended first, on its own
+        except Exception:  # noqa: BLE001 - the result may be lost, but the job must stop
+            print(traceback.format_exc(), file=sys.stderr)
+            stopping = True
+        if stopping:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(TIMED_OUT_EXIT)
+
+    threading.Thread(target=stop_at_deadline, name="time-limit", daemon=True).start()
 
 
 def _start_attempt(storage: Storage, num: int) -> int:
@@ -83,7 +149,7 @@ def _start_attempt(storage: Storage, num: int) -> int:
     return attempt
 
 
-def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[StepOutcome, Path]:
+def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandBack) -> StepOutcome:
     """Restores what the launcher staged and runs the job through Hydra's run_job."""
     _check_python(args.python)
     shared = _load_checked(storage, _layout.SHARED_PAYLOAD, args.shared_digest)
@@ -99,7 +165,9 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[StepOut
         _map_paths_into_container(sweep_config, dir_keys[0])
     HydraConfig.instance().set_config(sweep_config)
     output_dir = job_output_dir(sweep_config, dir_keys)
-    task_function = parts["task_function"]
+    hand_back.output_dir = output_dir
+    hand_back.job_name = str(sweep_config.hydra.job.name)
+    task_function = _exit_as_failure(parts["task_function"])
     problem = shared_problem or job_problem
     if problem:
         task_function = _warning_first(task_function, problem)
@@ -109,13 +177,12 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace) -> Tuple[StepOut
     ):
         job_return = _run(parts["hydra_context"], task_function, sweep_config, dir_keys)
         trace = _log_failure(job_return)
-    outcome = StepOutcome(
+    return StepOutcome(
         status=job_return.status,
         return_value=job_return._return_value,
         traceback=trace,
         ran_in_output_dir=_same_dir(job_return.working_dir, output_dir),
     )
-    return outcome, output_dir
 
 
 def _restore_main(main: Optional[MainScript]) -> Optional[str]:
@@ -146,6 +213,24 @@ def _unpack(payload: Dict[str, Any], main_problem: Optional[str]) -> Tuple[Dict[
     )
     print(warning, file=sys.stderr)
     return cloudpickle.loads(payload["by_value"]), warning
+
+
+def _exit_as_failure(task_function: TaskFunction) -> TaskFunction:
+    """sys.exit(n) in a task: Hydra's run_job lets SystemExit through, which would end the step
+    before its outputs and result are handed back. As an exception, the job fails like any
+    other, its files kept; sys.exit(0) (or no status) is a normal end with no return value."""
+
+    def task_that_may_exit(cfg: DictConfig) -> Any:
+        try:
+            return task_function(cfg)
+        except SystemExit as e:
+            if e.code is None or e.code == 0:
+                return None
+            if isinstance(e.code, int):
+                raise JobExited(f"the job exited with status {e.code}") from e
+            raise JobExited(f"the job exited with status 1: {e.code}") from e
+
+    return task_that_may_exit
 
 
 def _warning_first(task_function: TaskFunction, warning: str) -> TaskFunction:
@@ -181,6 +266,7 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--log-upload-interval", type=float, default=15.0)
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument("--python", help="the launcher's Python, major.minor")
+    parser.add_argument("--timeout", type=float, help="seconds the job may run; none: no limit")
     return parser.parse_args(argv)
 
 
@@ -276,6 +362,9 @@ def _result_bytes(outcome: StepOutcome, attempt: int, upload_error: Optional[str
         )
         status, trace = JobStatus.FAILED, "\n".join(part for part in (trace, message) if part)
         value = cloudpickle.dumps(RuntimeError(message))
+    if status is not JobStatus.COMPLETED and not trace:
+        # e.g. a Hydra callback that set FAILED without an exception: still say something.
+        trace = f"the job ended {status.name} with {outcome.return_value!r}"
     result = {
         "status": status,
         "value": value,

@@ -270,6 +270,7 @@ class GcsStorage:
         return f"gs://{self.bucket_name}/{self._key(name)}"
 
     def check_access(self) -> None:
+        import requests
         from google.api_core import exceptions
 
         setting = f"hydra.launcher.staging_root={self.setting}"
@@ -293,6 +294,19 @@ class GcsStorage:
                 f"{setting}: no permission to list objects in bucket {self.bucket_name!r} "
                 "(grant roles/storage.objectUser to the account you run as)."
             ) from e
+        except (exceptions.RetryError, requests.exceptions.RequestException) as e:
+            raise self._unreachable(setting, e) from e
+
+    def _unreachable(self, setting: str, error: Exception) -> LauncherConfigError:
+        cause = getattr(error, "cause", None) or error
+        endpoint = self._client.api_endpoint
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        where = f"STORAGE_EMULATOR_HOST={emulator}" if emulator else "your network or proxy"
+        return LauncherConfigError(
+            f"{setting}: Cloud Storage at {endpoint} could not be reached within "
+            f"hydra.launcher.request_timeout={self.timeout:g} s ({cause!r}). Check {where}, "
+            "or raise request_timeout if it is only slow. Nothing was staged or submitted."
+        )
 
     def write_many(self, blobs: Mapping[str, bytes]) -> None:
         self._upload([(io.BytesIO(data), self._key(n)) for n, data in blobs.items()])

@@ -1,0 +1,4 @@
+`hydra.launcher.resume=true`: running the same sweep (or single run) again reruns only the jobs that did not succeed with the same overrides; the others' results come back as they were, and no pipeline run is created when nothing is left.
+`hydra.launcher.timeout=N`: each job's step stops it after N seconds, hands back its outputs and log, and the job comes back FAILED saying it timed out after N s; the other jobs go on.
+A FAILED job's `vertex_status.json` always says why: a task's `sys.exit(n)` comes back FAILED "the job exited with status n" with its files kept, and a step killed by a signal on the local backend is named ("killed by signal SIGKILL").
+Cloud Storage unreachable while staging stops the launch within `request_timeout` with an error naming `hydra.launcher.staging_root` and the endpoint; nothing is submitted.
