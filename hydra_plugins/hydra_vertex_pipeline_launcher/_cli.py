@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 from ._record import RecordError, RunRecord, attach_command, find_runs, read
 
 if TYPE_CHECKING:
-    from ._backend import TaskStatus
+    from ._backend import RunStatus, TaskStatus
 
 # Exit statuses: 0 done (attach: every job succeeded), 1 not, 2 nothing to act on.
 OK, NOT_OK, NO_RUN = 0, 1, 2
@@ -74,7 +74,10 @@ def _parser() -> argparse.ArgumentParser:
 def status(records: List[RunRecord]) -> int:
     rows: List[Row] = []
     for record in records:
-        rows += _rows(record, _live_tasks(record))
+        live = _live(record)
+        if live is not None:
+            record.state = live.state.value  # shown, never written: status only reads
+        rows += _rows(record, None if live is None else live.tasks)
     _print_table(rows)
     _print_totals(records, rows)
     return OK
@@ -139,15 +142,15 @@ def cancel(records: List[RunRecord]) -> int:
     return OK if confirmed else NOT_OK
 
 
-def _live_tasks(record: RunRecord) -> Optional[Dict[str, TaskStatus]]:
-    """A run that has not finished on vertex: its tasks as Vertex reports them, from one read;
-    else None (the files say all there is)."""
+def _live(record: RunRecord) -> Optional[RunStatus]:
+    """A vertex run that has not finished, as Vertex reports it now (one read); else None:
+    the files say all there is."""
     if record.finished or record.backend != "vertex":
         return None
     from . import _attach
 
     try:
-        return _attach.read_once(record).tasks
+        return _attach.read_once(record)
     except Exception as e:  # noqa: BLE001 - the files still say what is known
         print(f"Could not read {record.run_id} ({e}); showing its last recorded state.")
         return None
