@@ -32,5 +32,10 @@ setup(
         "Programming Language :: Python :: 3",
         "Operating System :: POSIX",
     ],
+    entry_points={
+        "console_scripts": [
+            "hydra-vertex-pipeline = hydra_plugins.hydra_vertex_pipeline_launcher._cli:main",
+        ],
+    },
     include_package_data=True,
 )

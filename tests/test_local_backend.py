@@ -66,6 +66,10 @@ def test_layout_of_a_run(tmp_path: Path) -> None:
         "display_name": names[1],
         "dir": str(sweep / "1"),
         "state": "SUCCEEDED",
+        # As Hydra wrote them for the job, escaped: the same command line selects the same job.
+        "overrides": yaml.safe_load((sweep / "1" / ".hydra" / "overrides.yaml").read_text()),
+        "log_name": "flaky.log",
+        "collected": True,
     }
     status = read_json(sweep / "1" / "vertex_status.json")
     assert status["job_num"] == 1 and status["started"] and status["ended"]

@@ -38,6 +38,10 @@ class CancelOutcome(str, Enum):
     NEVER_CREATED = "NEVER_CREATED"
 
 
+class RunNotFound(RuntimeError):
+    """The backend has no such run (it was never created, or was deleted)."""
+
+
 @dataclass(frozen=True)
 class TaskStatus:
     state: State

@@ -17,7 +17,15 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 import yaml
 
-from ._backend import CancelOutcome, RunContext, RunLocation, RunStatus, State, TaskStatus
+from ._backend import (
+    CancelOutcome,
+    RunContext,
+    RunLocation,
+    RunNotFound,
+    RunStatus,
+    State,
+    TaskStatus,
+)
 from .config import LauncherConfigError, VertexPipelineLauncherConf
 
 log = logging.getLogger(__name__)
@@ -70,17 +78,34 @@ class VertexBackend:
         self._create_sent = False
 
     def submit(self, spec_path: Path) -> None:
-        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        spec = self._read_spec(spec_path)
+        self._create_once(self._pipeline_job(spec))
+
+    def reattach(self, spec_path: Path) -> None:
+        """Reads and cancels a run that another process submitted from this spec."""
+        self._read_spec(spec_path)
+        self._create_sent = True
+
+    def _read_spec(self, spec_path: Path) -> Dict[str, Any]:
+        spec: Dict[str, Any] = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
         tasks = spec["root"]["dag"]["tasks"]
         # Vertex reports a task by its display name; the DAG key is accepted too, unless it is
         # also the pipeline's name, which the run's own (root) task detail carries.
         self._task_keys = {key: key for key in tasks}
         self._task_keys.pop(spec["pipelineInfo"]["name"], None)
         self._task_keys.update({task["taskInfo"]["name"]: key for key, task in tasks.items()})
-        self._create_once(self._pipeline_job(spec))
+        return spec
 
     def read_status(self) -> RunStatus:
-        job = self._call(self._client.get_pipeline_job, name=self.resource_name)
+        from google.api_core import exceptions
+
+        try:
+            job = self._call(self._client.get_pipeline_job, name=self.resource_name)
+        except exceptions.NotFound as e:
+            raise RunNotFound(
+                f"Vertex has no run {self.resource_name} ({e.message}): it was never created "
+                "(its launcher stopped before the create), or it was deleted."
+            ) from e
         tasks = {}
         for detail in job.job_detail.task_details:
             key = self._task_keys.get(detail.task_name)

@@ -17,7 +17,7 @@ from . import _layout
 from ._app_main import loads_from_step
 from ._backend import State, TaskStatus
 from ._compose import ComposedJob, job_output_path
-from ._storage import Storage
+from ._storage import Storage, UnsafeObjectName
 from ._watch import Outcome, WatchedJob
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,8 @@ class LogStreamer:
     """Brings running jobs' logs, as their steps last uploaded them, into the local job dirs;
     a log that has not changed since the last refresh is not downloaded again."""
 
-    def __init__(self, storage: Storage, jobs: Dict[int, ComposedJob], interval: float) -> None:
+    def __init__(self, storage: Storage, interval: float) -> None:
         self.storage = storage
-        self.jobs = jobs
         self.interval = interval
         self._last = 0.0
         # Each log object's version as last downloaded, by object name.
@@ -39,11 +38,7 @@ class LogStreamer:
         if not running or time.monotonic() - self._last < self.interval:
             return
         self._last = time.monotonic()
-        targets = {}
-        for watched in running:
-            job = self.jobs[watched.num]
-            log_name = f"{job.sweep_config.hydra.job.name}.log"
-            targets[_layout.job_live_log(job.num)] = job.local_dir / log_name
+        targets = {_layout.job_live_log(job.num): job.local_dir / job.log_name for job in running}
         try:
             self.storage.download_changed(targets, self._versions)
         except Exception as e:  # noqa: BLE001 - a missed log refresh is not worth failing a run
@@ -64,15 +59,29 @@ class Collected:
     result: Optional[Dict[str, Any]]
 
 
-def collect(storage: Storage, job: WatchedJob, task: TaskStatus, run_hint: str) -> Collected:
-    """Never raises for one job's trouble: every other job's results must survive it."""
-    problems = []
+def collect(
+    storage: Storage, job: WatchedJob, task: TaskStatus, run_hint: str, attach_hint: str = ""
+) -> Collected:
+    """Never raises for one job's trouble: every other job's results must survive it.
+
+    When the staging root cannot be read (each request retried for request_timeout), the job
+    is FAILED and not collected: its outputs and result stay where the step left them, and
+    attach_hint says how to fetch them later.
+    """
     try:
-        storage.download_dir(_layout.job_output(job.num), job.local_dir)
+        problems = _fetch_outputs(storage, job)
+        raw = _fetch_result(storage, job)
     except Exception as e:  # noqa: BLE001 - reported on the job, not raised
-        problems.append(f"its outputs could not be collected: {e!r}")
+        where = storage.uri(_layout.job_prefix(job.num))
+        message = (
+            f"job #{job.num} ({job.display_name}): its outputs and result could not be "
+            f"collected ({e!r}); they are still in {where}"
+        )
+        if attach_hint:
+            message += f": {attach_hint}"
+        return Collected(Outcome(State.FAILED, message, collected=False), None)
     try:
-        result, error = _fetch_result(storage, job), None
+        result, error = (None if raw is None else read_result(raw)), None
     except Exception as e:  # noqa: BLE001
         result, error = None, f"its result could not be read: {e!r}"
     if result is None:
@@ -92,17 +101,24 @@ def collect(storage: Storage, job: WatchedJob, task: TaskStatus, run_hint: str) 
     return Collected(Outcome(State.FAILED, "\n".join([*problems, failure(result)])), result)
 
 
-def _fetch_result(storage: Storage, job: WatchedJob) -> Optional[Dict[str, Any]]:
-    """The step's result, also kept in the job dir: a staging root may be cleaned up, and
+def _fetch_outputs(storage: Storage, job: WatchedJob) -> List[str]:
+    """The step's output dir into the job dir; what could not be written, said."""
+    try:
+        storage.download_dir(_layout.job_output(job.num), job.local_dir)
+    except UnsafeObjectName as e:  # refused names are never written; the rest came back
+        return [f"its outputs could not all be collected: {e}"]
+    return []
+
+
+def _fetch_result(storage: Storage, job: WatchedJob) -> Optional[bytes]:
+    """The step's raw result, also kept in the job dir: a staging root may be cleaned up, and
     resume rebuilds the job's JobReturn from it."""
     raw = storage.read(_layout.job_result(job.num))
-    if raw is None:
-        return None
-    result = read_result(raw)
-    kept = job.local_dir / _layout.JOB_RESULT_FILE
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    kept.write_bytes(raw)
-    return result
+    if raw is not None:
+        kept = job.local_dir / _layout.JOB_RESULT_FILE
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_bytes(raw)
+    return raw
 
 
 def read_result(raw: bytes) -> Dict[str, Any]:

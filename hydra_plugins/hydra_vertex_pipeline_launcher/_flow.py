@@ -7,27 +7,36 @@ import re
 import secrets
 import signal
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    setup_globals,
+)
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from . import _resume
 from ._backend import (
     CancelOutcome,
     PipelineBackend,
     RunContext,
+    RunLocation,
     State,
     TaskStatus,
     make_backend,
+    utc_now,
 )
-from ._build import build_pipeline
-from ._collect import LogStreamer, collect, job_return
+from ._collect import LogStreamer, collect, composed_return, job_return
 from ._compose import ComposedJob, compose, compose_single
 from ._layout import RUNS_DIR
+from ._record import JobEntry, RunRecord, attach_command, reach_settings
 from ._stage import pack, upload
 from ._storage import Storage, open_storage
 from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
@@ -36,6 +45,7 @@ from .config import LauncherConfigError, VertexPipelineLauncherConf
 log = logging.getLogger(__name__)
 
 RUN_ID_LIMIT = 128
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def launch(
@@ -49,6 +59,7 @@ def launch(
     """A sweep's batch of jobs as one pipeline run, recorded in the sweep dir."""
     setup_globals()
     configure_log(master_config.hydra.hydra_logging, master_config.hydra.verbose)
+    refuse_detach_for_sweeper(settings, master_config)
     jobs = compose(hydra_context, master_config, job_overrides, initial_job_idx)
     sweep_dir = Path(str(master_config.hydra.sweep.dir)).absolute()
     returns = _launch(settings, hydra_context, task_function, master_config, jobs, sweep_dir)
@@ -111,6 +122,8 @@ def _run_pipeline(
         # Before anything is written: an unusable staging root leaves no half run behind.
         storage.check_access()
         _log_plan(settings, run, jobs)
+        from ._build import build_pipeline  # kfp: only when a launch needs it
+
         in_container = not backend.steps_share_filesystem
         staged = pack(jobs, task_function, hydra_context, in_container)
         task_jobs = build_pipeline(
@@ -118,14 +131,22 @@ def _run_pipeline(
         )
         upload(storage, staged)
         by_num = {job.num: job for job in jobs}
-        watched = [
-            WatchedJob(num, task, by_num[num].display_name, by_num[num].local_dir)
-            for task, num in task_jobs.items()
-        ]
+        watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]
         local_cwd = str(master_config.hydra.runtime.cwd)
         return _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
     finally:
         backend.close()
+
+
+def _watched(job: ComposedJob, task_name: str) -> WatchedJob:
+    return WatchedJob(
+        num=job.num,
+        task_name=task_name,
+        display_name=job.display_name,
+        local_dir=job.local_dir,
+        log_name=f"{job.sweep_config.hydra.job.name}.log",
+        overrides=tuple(job.overrides),
+    )
 
 
 def _submit_and_watch(
@@ -138,39 +159,33 @@ def _submit_and_watch(
     local_cwd: str,
 ) -> Dict[int, JobReturn]:
     where = backend.location.console_url or backend.location.resource_name
-    files = StatusFiles(
-        run.record_path,
-        watched,
-        {
-            "run_id": run.run_id,
-            "backend": settings.backend,
-            "resource_name": backend.location.resource_name,
-            "console_url": backend.location.console_url,
-            "staging_root": run.staging_uri,
-            "pipeline_spec": str(run.spec_path),
-        },
-    )
+    record = new_record(settings, run, backend.location, watched)
+    files = StatusFiles(record, watched)
     returns: Dict[int, JobReturn] = {}
+    attach_hint = attach_command(record.record_dir) if backend.outlives_launcher else ""
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-        collected = collect(storage, job, task, f"run {where}")
+        collected = collect(storage, job, task, f"run {where}", attach_hint)
         returns[job.num] = job_return(by_num[job.num], collected, local_cwd)
         return collected.outcome
 
     streamer = None
     if not backend.steps_share_filesystem:
-        streamer = LogStreamer(storage, by_num, settings.log_upload_interval)
+        streamer = LogStreamer(storage, settings.log_upload_interval)
     watcher = Watcher(
         backend, files, on_job_done, settings.poll_interval, settings.max_poll_interval, streamer
     )
     try:
         with _signals_as_interrupt():
             # Recorded before the create: the sweep dir alone must lead to the run.
+            files.write_pending()
             files.write_run(State.PENDING)
             backend.submit(run.spec_path)
             log.info(f"Submitted {backend.location.resource_name}")
             if backend.location.console_url:
                 log.info(f"Follow it at {backend.location.console_url}")
+            if not settings.wait:
+                return _detached(record, by_num, local_cwd)
             watcher.watch()
     except KeyboardInterrupt:
         _interrupted(settings, backend, watcher, run, where)
@@ -181,6 +196,78 @@ def _submit_and_watch(
         _watch_failed(backend, watcher, run, where)
         raise
     return returns
+
+
+def new_record(
+    settings: VertexPipelineLauncherConf,
+    run: RunContext,
+    location: RunLocation,
+    watched: List[WatchedJob],
+) -> RunRecord:
+    """What the record of a new run holds before it is created."""
+    return RunRecord(
+        path=run.record_path,
+        run_id=run.run_id,
+        backend=settings.backend,
+        resource_name=location.resource_name,
+        console_url=location.console_url,
+        staging_root=run.staging_uri,
+        pipeline_spec=str(run.spec_path),
+        pipeline_name=run.pipeline_name,
+        job_name=run.job_name,
+        settings=reach_settings(settings),
+        created=utc_now(),
+        jobs={
+            job.num: JobEntry(
+                overrides=list(job.overrides),
+                task_name=job.task_name,
+                display_name=job.display_name,
+                dir=str(job.local_dir),
+                log_name=job.log_name,
+            )
+            for job in watched
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Detached:
+    """The return value of a job launched with hydra.launcher.wait=false: not known here."""
+
+    run_id: str
+    attach_command: str
+
+
+def _detached(
+    record: RunRecord, by_num: Dict[int, ComposedJob], local_cwd: str
+) -> Dict[int, JobReturn]:
+    """JobReturns for a run left to go on: COMPLETED, because Hydra's basic sweeper reads each
+    return_value (a FAILED one would raise), with a Detached value, not a result; the job dirs
+    stay PENDING until `attach` collects them."""
+    command = attach_command(record.record_dir)
+    log.info(
+        f"Not waiting for {record.run_id} (hydra.launcher.wait=false). Its jobs' outputs and "
+        f"results stay in {record.staging_root} until you collect them with:\n  {command}"
+    )
+    returns = {}
+    for num, job in by_num.items():
+        chdir = bool(OmegaConf.select(job.sweep_config, "hydra.job.chdir"))
+        returned = composed_return(job, local_cwd, ran_in_output_dir=chdir)
+        returned.status = JobStatus.COMPLETED
+        returned.return_value = Detached(record.run_id, command)
+        returns[num] = returned
+    return returns
+
+
+def refuse_detach_for_sweeper(settings: VertexPipelineLauncherConf, config: DictConfig) -> None:
+    """wait=false hands back no return values: only a sweeper that ignores them can go on."""
+    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+    if not settings.wait and sweeper != BASIC_SWEEPER:
+        raise LauncherConfigError(
+            f"hydra.launcher.wait=false cannot be used with the sweeper {sweeper}: it needs each "
+            "job's return value, and a detached launch hands back none. Set "
+            "hydra.launcher.wait=true, or sweep with Hydra's basic sweeper."
+        )
 
 
 def _new_run(
@@ -238,15 +325,24 @@ def _interrupted(
         )
         return
     log.warning(f"Interrupted: cancelling {where}")
+    cancel_run(backend, watcher, run, where, "cancelled: the launcher was interrupted")
+
+
+def cancel_run(
+    backend: PipelineBackend, watcher: Watcher, run: RunContext, where: str, reason: str
+) -> Optional[CancelOutcome]:
+    """Cancels the run; unended jobs become CANCELLED (with reason) only when the backend
+    confirmed the cancel or the run had ended. None: not confirmed (the files say so)."""
     outcome = _cancel(backend, watcher, run, where)
     if outcome is None or outcome is CancelOutcome.NEVER_CREATED:
-        return
+        return outcome
     watcher.settle()
-    watcher.mark_interrupted(State.CANCELLED, "cancelled: the launcher was interrupted")
+    watcher.mark_interrupted(State.CANCELLED, reason)
     if outcome is CancelOutcome.CONFIRMED:
         log.warning(f"Cancelled {where}")
     else:
         log.warning(f"{where} had already ended: nothing was cancelled")
+    return outcome
 
 
 def _watch_failed(backend: PipelineBackend, watcher: Watcher, run: RunContext, where: str) -> None:
@@ -254,7 +350,8 @@ def _watch_failed(backend: PipelineBackend, watcher: Watcher, run: RunContext, w
         log.error(
             f"Submitting or watching {where} failed; if it was created, it goes on. "
             f"{run.record_path} names the run and its staging root, where each "
-            "job's outputs and result land."
+            "job's outputs and result land; to watch and collect it again: "
+            f"{attach_command(run.record_path.parents[2])}"
         )
         return
     if _cancel(backend, watcher, run, where) is not None:

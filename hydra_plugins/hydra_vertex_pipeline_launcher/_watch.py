@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-from ._backend import PipelineBackend, RunStatus, State, TaskStatus, utc_now
+from . import _record
+from ._backend import PipelineBackend, RunNotFound, RunStatus, State, TaskStatus, utc_now
 from ._layout import JOB_STATUS_FILE
+from ._record import RunRecord, write_json
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ class WatchedJob:
     task_name: str
     display_name: str
     local_dir: Path
+    # Its log file in local_dir, `<Hydra job name>.log`, refreshed while it runs.
+    log_name: str = ""
+    overrides: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,67 +42,61 @@ class Outcome:
 
     state: State
     error: Optional[str] = None
-
-
-def _write_json(path: Path, data: Dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    # False when its outputs or result could not be fetched (they are still in the staging
+    # root, for a later attach).
+    collected: bool = True
 
 
 class StatusFiles:
-    """The run's status in the sweep dir, each job's in its own dir; rewritten on every change."""
+    """The run's record in the sweep dir, each job's status in its own dir; rewritten on every
+    change. A process that attaches to a run starts from the record as it was left."""
 
-    def __init__(self, run_file: Path, jobs: List[WatchedJob], run_record: Dict[str, Any]) -> None:
-        self.run_file = run_file
-        # What identifies the run (id, resource name, staging root...); grows as the run goes.
-        self.run_record = run_record
+    def __init__(self, record: RunRecord, jobs: List[WatchedJob]) -> None:
+        self.record = record
         self.jobs = {job.task_name: job for job in jobs}
-        self.job_states: Dict[str, Dict[str, Any]] = {
-            job.task_name: {"state": State.PENDING.value} for job in jobs
-        }
 
-    def write_job(self, job: WatchedJob, status: TaskStatus) -> None:
-        record = {
-            "job_num": job.num,
-            "task_name": job.task_name,
-            "display_name": job.display_name,
-            "state": status.state.value,
-            "started": status.started,
-            "ended": status.ended,
-            "updated": utc_now(),
-            "error": status.error,
-        }
-        self.job_states[job.task_name] = record
-        _write_json(job.local_dir / JOB_STATUS_FILE, record)
+    def write_job(self, job: WatchedJob, status: TaskStatus, collected: bool = False) -> None:
+        """collected: the job's outputs and result are in its dir."""
+        write_json(
+            job.local_dir / JOB_STATUS_FILE,
+            {
+                "job_num": job.num,
+                "task_name": job.task_name,
+                "display_name": job.display_name,
+                "state": status.state.value,
+                "started": status.started,
+                "ended": status.ended,
+                "updated": utc_now(),
+                "error": status.error,
+            },
+        )
+        entry = self.record.jobs[job.num]
+        entry.state = status.state.value
+        entry.collected = collected
+
+    def write_pending(self) -> None:
+        """Every job PENDING, before the run is created: its dir claims nothing yet."""
+        for job in self.jobs.values():
+            self.write_job(job, TaskStatus(State.PENDING))
 
     def write_run(self, state: State, error: Optional[str] = None) -> None:
-        jobs = {
-            str(job.num): {
-                "task_name": name,
-                "display_name": job.display_name,
-                "dir": str(job.local_dir),
-                "state": self.job_states[name]["state"],
-            }
-            for name, job in self.jobs.items()
-        }
-        record = {
-            **self.run_record,
-            "state": state.value,
-            "error": error,
-            "updated": utc_now(),
-            "jobs": jobs,
-        }
-        _write_json(self.run_file, record)
+        self.record.state = state.value
+        self.record.error = error
+        self.record.updated = utc_now()
+        _record.write(self.record)
 
     def progress(self) -> str:
-        counts = Counter(record["state"] for record in self.job_states.values())
-        parts = [f"{counts[State.SUCCEEDED.value]}/{len(self.job_states)} succeeded"]
-        for state in (State.RUNNING, State.PENDING, State.FAILED, State.CANCELLED):
-            if counts[state.value]:
-                parts.append(f"{counts[state.value]} {state.value.lower()}")
-        return ", ".join(parts)
+        return progress([entry.state for entry in self.record.jobs.values()])
+
+
+def progress(states: List[str]) -> str:
+    """`3/8 succeeded, 4 running, 1 failed`"""
+    counts = Counter(states)
+    parts = [f"{counts[State.SUCCEEDED.value]}/{len(states)} succeeded"]
+    for state in (State.RUNNING, State.PENDING, State.FAILED, State.CANCELLED):
+        if counts[state.value]:
+            parts.append(f"{counts[state.value]} {state.value.lower()}")
+    return ", ".join(parts)
 
 
 class Watcher:
@@ -119,9 +116,13 @@ class Watcher:
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.seen: Dict[str, TaskStatus] = {}
-        self.done: Dict[str, Outcome] = {}
+        # Jobs collected already (by the launcher, or an earlier attach) are not collected again.
+        self.done: Dict[str, Outcome] = {
+            name: Outcome(State(entry.state))
+            for name, job in files.jobs.items()
+            if (entry := files.record.jobs[job.num]).collected
+        }
         self.run_state = State.PENDING  # as last read
-        self.status_reads = 0
         self.failed_reads = 0
 
     def watch(self) -> None:
@@ -180,12 +181,14 @@ class Watcher:
 
     @property
     def _run_id(self) -> str:
-        return str(self.files.run_record["run_id"])
+        return self.files.record.run_id
 
     def _read(self) -> Optional[RunStatus]:
         """The run's status; None after a failed read, until too many fail in a row."""
         try:
             status = self.backend.read_status()
+        except RunNotFound:
+            raise  # no waiting brings it back
         except Exception as e:
             self.failed_reads += 1
             if self.failed_reads >= MAX_FAILED_READS:
@@ -196,8 +199,7 @@ class Watcher:
             )
             return None
         self.failed_reads = 0
-        self.status_reads += 1
-        self.files.run_record["status_reads"] = self.status_reads
+        self.files.record.status_reads += 1
         self.run_state = status.state
         return status
 
@@ -239,7 +241,7 @@ class Watcher:
     def _record(self, job: WatchedJob, task: TaskStatus, outcome: Outcome) -> None:
         self.done[job.task_name] = outcome
         finished = TaskStatus(outcome.state, task.started, task.ended or utc_now(), outcome.error)
-        self.files.write_job(job, finished)
+        self.files.write_job(job, finished, outcome.collected)
 
     def _finish_unended(self, status: RunStatus) -> None:
         ended = []
