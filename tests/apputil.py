@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from hydra._internal.hydra import Hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.utils import JobReturn
+
 APPS = Path(__file__).parent / "apps"
 
 
@@ -46,3 +50,23 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
 def read_json(path: Path) -> Dict[str, Any]:
     loaded: Dict[str, Any] = json.loads(path.read_text())
     return loaded
+
+
+def multirun_returns(overrides: List[str]) -> List[JobReturn]:
+    """An in-process multirun of apps/returns_task.py, as Hydra's own test suites launch: the
+    JobReturns its sweeper got."""
+    from apps.returns_task import task
+
+    hydra_ = Hydra.create_main_hydra_file_or_module(
+        calling_file=str(APPS / "returns_task.py"),
+        calling_module=None,
+        config_path=None,
+        job_name="ret",
+    )
+    try:
+        sweeps = hydra_.multirun(
+            config_name=None, task_function=task, overrides=overrides, with_log_configuration=False
+        )
+    finally:
+        GlobalHydra().clear()
+    return [job_return for batch in sweeps for job_return in batch]

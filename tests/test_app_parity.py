@@ -9,13 +9,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
-from apputil import APPS, read_json, run_app
+from apputil import APPS, multirun_returns, read_json, run_app
 from fake_vertex import FakeVertex
-from hydra._internal.hydra import Hydra
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 from vertexutil import vertex_overrides
@@ -135,28 +133,6 @@ def test_a_step_hands_back_its_outcome_not_its_configs(tmp_path: Path) -> None:
     assert (sweep / "0" / "vertex_result.pkl").read_bytes() == result_file.read_bytes()
 
 
-def _job_returns(launcher: str, overrides: List[str]) -> List[JobReturn]:
-    """An in-process multirun of returns_task.task, as Hydra's own test suites launch."""
-    from apps.returns_task import task
-
-    hydra_ = Hydra.create_main_hydra_file_or_module(
-        calling_file=str(APPS / "returns_task.py"),
-        calling_module=None,
-        config_path=None,
-        job_name="ret",
-    )
-    try:
-        sweeps = hydra_.multirun(
-            config_name=None,
-            task_function=task,
-            overrides=[f"hydra/launcher={launcher}", *overrides],
-            with_log_configuration=False,
-        )
-    finally:
-        GlobalHydra().clear()
-    return [job_return for batch in sweeps for job_return in batch]
-
-
 # hydra.callbacks: each launcher config of ours registers the single-run callback.
 LAUNCHER_SPECIFIC = ("hydra.launcher", "hydra.overrides.hydra", "hydra.job.id", "hydra.callbacks")
 
@@ -182,10 +158,9 @@ def test_job_returns_are_those_of_the_basic_launcher(
     monkeypatch.chdir(tmp_path)
     tests_dir = str(Path(__file__).parent)
     overrides = ["+x=1,2,3", "hydra.sweep.dir=a/../b/sw", f"hydra.job.chdir={chdir}"]
-    basic = _job_returns("basic", overrides)
-    ours = _job_returns(
-        "vertex_pipeline_local", [*overrides, f"+hydra.launcher.env.PYTHONPATH={tests_dir}"]
-    )
+    basic = multirun_returns(["hydra/launcher=basic", *overrides])
+    local_overrides = [*overrides, f"+hydra.launcher.env.PYTHONPATH={tests_dir}"]
+    ours = multirun_returns(["hydra/launcher=vertex_pipeline_local", *local_overrides])
     assert len(ours) == len(basic) == 3
     for theirs, mine in zip(basic, ours):
         assert mine.overrides == theirs.overrides

@@ -9,11 +9,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import yaml
-from apputil import APPS, read_json, run_app
+from apputil import multirun_returns, read_json, run_app
 from fake_vertex import FakeVertex
-from hydra._internal.hydra import Hydra
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.utils import JobReturn
 from vertexutil import vertex_overrides
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
@@ -75,25 +72,6 @@ def test_jobs_match_by_their_overrides_not_their_number(tmp_path: Path) -> None:
     assert (sweep / "1" / "artifact.txt").read_text() == "x=5\n"
 
 
-def _returns(overrides: List[str]) -> List[JobReturn]:
-    """An in-process multirun of returns_task.task: the JobReturns its sweeper got."""
-    from apps.returns_task import task
-
-    hydra_ = Hydra.create_main_hydra_file_or_module(
-        calling_file=str(APPS / "returns_task.py"),
-        calling_module=None,
-        config_path=None,
-        job_name="ret",
-    )
-    try:
-        sweeps = hydra_.multirun(
-            config_name=None, task_function=task, overrides=overrides, with_log_configuration=False
-        )
-    finally:
-        GlobalHydra().clear()
-    return [job_return for batch in sweeps for job_return in batch]
-
-
 def test_a_resumed_sweep_returns_what_the_first_run_returned_and_creates_no_run(
     tmp_path: Path, monkeypatch
 ) -> None:
@@ -105,9 +83,9 @@ def test_a_resumed_sweep_returns_what_the_first_run_returned_and_creates_no_run(
         f"hydra.sweep.dir={sweep}",
         f"+hydra.launcher.env.PYTHONPATH={Path(__file__).parent}",
     ]
-    first = _returns(overrides)
+    first = multirun_returns(overrides)
     (run_dir,) = _runs(sweep)
-    again = _returns([*overrides, RESUME])
+    again = multirun_returns([*overrides, RESUME])
     assert _runs(sweep) == [run_dir], "no pipeline run when every job succeeded before"
     assert [r.return_value for r in again] == [r.return_value for r in first] == [10, 20, 30]
     for theirs, mine in zip(first, again):
