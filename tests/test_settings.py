@@ -11,7 +11,9 @@ from apputil import run_app
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 
 
-def _refused(tmp_path: Path, settings: List[str]) -> str:
+def _refused(tmp_path: Path, settings: List[str], before_the_sweep: bool = True) -> str:
+    """before_the_sweep: refused as the launcher is set up, before the sweeper makes the sweep
+    dir (and its multirun.yaml); else at launch, before any run dir."""
     sweep = tmp_path / "multirun"
     proc = run_app(
         "flaky.py", ["-m", "+x=1,3", LOCAL, f"hydra.sweep.dir={sweep}", *settings], tmp_path
@@ -20,15 +22,23 @@ def _refused(tmp_path: Path, settings: List[str]) -> str:
     # The message, and Hydra's hint about HYDRA_FULL_ERROR.
     assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (sweep / "vertex_pipeline").exists() or not any(
-        (sweep / "vertex_pipeline").iterdir()
-    )
+    if before_the_sweep:
+        assert not sweep.exists()
+    else:
+        assert not (sweep / "vertex_pipeline").exists()
     return proc.stderr
 
 
 def test_a_gs_staging_root_without_bucket_is_refused(tmp_path: Path) -> None:
     said = _refused(tmp_path, ["hydra.launcher.staging_root=gs://"])
     assert "hydra.launcher.staging_root='gs://' names no bucket" in said
+    assert [p.name for p in tmp_path.rglob("gs:*")] == []
+
+
+@pytest.mark.parametrize("root", ["gs:/", "gs:", "gs:bucket/x"])
+def test_a_cloud_storage_root_mistyped_is_refused(tmp_path: Path, root: str) -> None:
+    said = _refused(tmp_path, [f"hydra.launcher.staging_root={root}"])
+    assert f"hydra.launcher.staging_root={root!r}: a Cloud Storage root is gs://" in said
     assert [p.name for p in tmp_path.rglob("gs:*")] == []
 
 
@@ -42,7 +52,7 @@ def test_a_poll_interval_above_its_cap_is_refused(tmp_path: Path) -> None:
 def test_an_unusable_staging_root_is_named_as_set(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     root = str(tmp_path / "a-file" / "staging")
-    said = _refused(tmp_path, [f"hydra.launcher.staging_root={root}"])
+    said = _refused(tmp_path, [f"hydra.launcher.staging_root={root}"], before_the_sweep=False)
     assert f"hydra.launcher.staging_root={root!r}: " in said
     assert "cannot be created" in said and "writable folder" in said
 

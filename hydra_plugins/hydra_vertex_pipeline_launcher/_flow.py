@@ -45,7 +45,6 @@ from .config import LauncherConfigError, VertexPipelineLauncherConf
 log = logging.getLogger(__name__)
 
 RUN_ID_LIMIT = 128
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def launch(
@@ -59,7 +58,6 @@ def launch(
     """A sweep's batch of jobs as one pipeline run, recorded in the sweep dir."""
     setup_globals()
     configure_log(master_config.hydra.hydra_logging, master_config.hydra.verbose)
-    refuse_detach_for_sweeper(settings, master_config)
     jobs = compose(hydra_context, master_config, job_overrides, initial_job_idx)
     sweep_dir = Path(str(master_config.hydra.sweep.dir)).absolute()
     returns = _launch(settings, hydra_context, task_function, master_config, jobs, sweep_dir)
@@ -257,17 +255,6 @@ def _detached(
         returned.return_value = Detached(record.run_id, command)
         returns[num] = returned
     return returns
-
-
-def refuse_detach_for_sweeper(settings: VertexPipelineLauncherConf, config: DictConfig) -> None:
-    """wait=false hands back no return values: only a sweeper that ignores them can go on."""
-    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
-    if not settings.wait and sweeper != BASIC_SWEEPER:
-        raise LauncherConfigError(
-            f"hydra.launcher.wait=false cannot be used with the sweeper {sweeper}: it needs each "
-            "job's return value, and a detached launch hands back none. Set "
-            "hydra.launcher.wait=true, or sweep with Hydra's basic sweeper."
-        )
 
 
 def _new_run(

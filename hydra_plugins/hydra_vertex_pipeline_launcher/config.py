@@ -4,7 +4,7 @@
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
@@ -100,51 +100,56 @@ class LauncherConfigError(CompactHydraException, ValueError):
 
 def validate(conf: VertexPipelineLauncherConf) -> None:
     """Checks what the dataclass types cannot, naming the setting and its fix."""
-    if conf.backend not in BACKENDS:
+    _check_modes(conf)
+    _check_staging_root(conf)
+    _check_timing(conf)
+    _check_steps(conf)
+
+
+def _check_modes(conf: VertexPipelineLauncherConf) -> None:
+    _check_choice(conf.backend, "backend", BACKENDS)
+    _check_choice(conf.single_run, "single_run", SINGLE_RUN_MODES)
+    if not conf.wait and conf.backend == "local":
         raise LauncherConfigError(
-            f"hydra.launcher.backend={conf.backend!r}: set it to one of {', '.join(BACKENDS)}."
-        )
-    if conf.single_run not in SINGLE_RUN_MODES:
-        raise LauncherConfigError(
-            f"hydra.launcher.single_run={conf.single_run!r}: set it to one of "
-            f"{', '.join(SINGLE_RUN_MODES)}."
+            "hydra.launcher.wait=false: a local run cannot outlive its launcher. Use the vertex "
+            "backend to detach, or leave wait=true."
         )
     if conf.backend == "vertex":
         _require(conf.project, "project", "the Google Cloud project id, e.g. my-proj")
         _require(conf.image, "image", "the container image that has your app and this plugin")
         _require(conf.staging_root, "staging_root", "a Cloud Storage prefix, gs://my-bucket/hydra")
-        if not str(conf.staging_root).startswith("gs://"):
-            raise LauncherConfigError(
-                f"hydra.launcher.staging_root={conf.staging_root!r}: Vertex steps reach only "
-                "Cloud Storage. Set it to gs://<bucket>/<prefix>."
-            )
-    elif (
-        conf.staging_root
-        and "://" in conf.staging_root
-        and not conf.staging_root.startswith("gs://")
-    ):
+
+
+def _check_staging_root(conf: VertexPipelineLauncherConf) -> None:
+    root = str(conf.staging_root or "")
+    setting = f"hydra.launcher.staging_root={conf.staging_root!r}"
+    if root.startswith("gs:") and not root.startswith("gs://"):
+        raise LauncherConfigError(f"{setting}: a Cloud Storage root is gs://<bucket>/<prefix>.")
+    if conf.backend == "vertex" and not root.startswith("gs://"):
         raise LauncherConfigError(
-            f"hydra.launcher.staging_root={conf.staging_root!r}: only a local folder or "
-            "gs://<bucket>/<prefix> can stage jobs."
+            f"{setting}: Vertex steps reach only Cloud Storage. Set it to gs://<bucket>/<prefix>."
+        )
+    if "://" in root and not root.startswith("gs://"):
+        raise LauncherConfigError(
+            f"{setting}: only a local folder or gs://<bucket>/<prefix> can stage jobs."
         )
     _check_bucket(conf.staging_root)
-    _check_positive(conf.poll_interval, "poll_interval")
-    _check_positive(conf.max_poll_interval, "max_poll_interval")
+
+
+def _check_timing(conf: VertexPipelineLauncherConf) -> None:
+    for name in ("poll_interval", "max_poll_interval", "log_upload_interval", "request_timeout"):
+        _check_positive(getattr(conf, name), name)
     if conf.poll_interval > conf.max_poll_interval:
         raise LauncherConfigError(
             f"hydra.launcher.poll_interval={conf.poll_interval} is above "
             f"hydra.launcher.max_poll_interval={conf.max_poll_interval}, the longest wait between "
             "status reads: lower poll_interval or raise max_poll_interval."
         )
-    _check_positive(conf.log_upload_interval, "log_upload_interval")
-    _check_positive(conf.request_timeout, "request_timeout")
     if conf.timeout is not None:
         _check_positive(conf.timeout, "timeout")
-    if not conf.wait and conf.backend == "local":
-        raise LauncherConfigError(
-            "hydra.launcher.wait=false: a local run cannot outlive its launcher. Use the vertex "
-            "backend to detach, or leave wait=true."
-        )
+
+
+def _check_steps(conf: VertexPipelineLauncherConf) -> None:
     if conf.retries < 0:
         raise LauncherConfigError(f"hydra.launcher.retries={conf.retries}: set it to 0 or more.")
     if conf.local.max_parallel is not None and conf.local.max_parallel < 1:
@@ -156,6 +161,27 @@ def validate(conf: VertexPipelineLauncherConf) -> None:
         raise LauncherConfigError(
             "hydra.launcher.resources.accelerator_count must be 1 or more when "
             "hydra.launcher.resources.accelerator_type is set."
+        )
+
+
+def _check_choice(value: str, name: str, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise LauncherConfigError(
+            f"hydra.launcher.{name}={value!r}: set it to one of {', '.join(choices)}."
+        )
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def check_sweeper(conf: VertexPipelineLauncherConf, config: Any) -> None:
+    """wait=false hands back no return values: only a sweeper that ignores them can go on."""
+    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+    if not conf.wait and sweeper != BASIC_SWEEPER:
+        raise LauncherConfigError(
+            f"hydra.launcher.wait=false cannot be used with the sweeper {sweeper}: it needs each "
+            "job's return value, and a detached launch hands back none. Set "
+            "hydra.launcher.wait=true, or sweep with Hydra's basic sweeper."
         )
 
 

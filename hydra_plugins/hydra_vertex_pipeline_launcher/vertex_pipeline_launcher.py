@@ -7,7 +7,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from .config import VertexPipelineLauncherConf, settings_from, validate
+from .config import VertexPipelineLauncherConf, check_sweeper, settings_from, validate
 
 
 class VertexPipelineLauncher(Launcher):
@@ -24,6 +24,9 @@ class VertexPipelineLauncher(Launcher):
         task_function: TaskFunction,
         config: DictConfig,
     ) -> None:
+        # Here, not in launch(): a sweeper creates the sweep dir between the two.
+        validate(self.settings)
+        check_sweeper(self.settings, config)
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
@@ -33,7 +36,6 @@ class VertexPipelineLauncher(Launcher):
     ) -> Sequence[JobReturn]:
         assert self.config is not None and self.task_function is not None
         assert self.hydra_context is not None
-        validate(self.settings)
         from . import _flow
 
         return _flow.launch(
