@@ -10,6 +10,7 @@ from typing import Dict, List, Tuple
 
 import yaml
 from apputil import multirun_returns, read_json, run_app
+from cliutil import run_cli, table_rows
 from fake_vertex import FakeVertex
 from vertexutil import vertex_overrides
 
@@ -60,6 +61,10 @@ def test_resume_runs_only_the_job_that_failed(tmp_path: Path) -> None:
     assert "#0 : succeeded before, its result is reused" in again.stdout
     assert "#2 : succeeded before, its result is reused" in again.stdout
     assert "#1 : succeeded before" not in again.stdout
+    # The sweep dir's status shows each job once, as it stands after both runs.
+    shown = run_cli("status", str(sweep))
+    assert sorted(table_rows(shown.stdout)) == ["0", "1", "2"]
+    assert "3 jobs: 3/3 succeeded" in shown.stdout
 
 
 def test_jobs_match_by_their_overrides_not_their_number(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -25,11 +26,13 @@ OK, NOT_OK, NO_RUN = 0, 1, 2
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 ERROR_WIDTH = 100
 PACKAGE_LOGGER = "hydra_plugins.hydra_vertex_pipeline_launcher"
+EXCEPTION_MODULE = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*: )")
 
 
 @dataclass(frozen=True)
 class Row:
     num: int
+    dir: str
     overrides: str
     state: str
     collected: bool
@@ -78,6 +81,7 @@ def status(records: List[RunRecord]) -> int:
         if live is not None:
             record.state = live.state.value  # shown, never written: status only reads
         rows += _rows(record, None if live is None else live.tasks)
+    rows = _latest(rows)
     _print_table(rows)
     _print_totals(records, rows)
     return OK
@@ -112,7 +116,7 @@ def attach(records: List[RunRecord]) -> int:
 
 
 def _summary(records: List[RunRecord]) -> int:
-    rows = [row for record in records for row in _rows(record, None)]
+    rows = _latest([row for record in records for row in _rows(record, None)])
     _print_table(rows)
     _print_totals(records, rows)
     succeeded = all(row.state == "SUCCEEDED" and row.collected for row in rows)
@@ -173,8 +177,15 @@ def _rows(record: RunRecord, live: Optional[Dict[str, TaskStatus]]) -> List[Row]
             state, started = task.state.value, task.started or started
             ended, error = task.ended, task.error or error
         overrides = " ".join(filter_overrides(entry.overrides)) or "(no overrides)"
-        rows.append(Row(num, overrides, state, entry.collected, started, ended, error))
+        rows.append(Row(num, entry.dir, overrides, state, entry.collected, started, ended, error))
     return rows
+
+
+def _latest(rows: List[Row]) -> List[Row]:
+    """One row per job dir, from the newest run that ran it (records come oldest first): a job
+    run again by resume shows once, as it stands."""
+    by_dir = {row.dir: row for row in rows}
+    return sorted(by_dir.values(), key=lambda row: row.num)
 
 
 def _job_status(job_dir: Path) -> Dict[str, Optional[str]]:
@@ -227,6 +238,7 @@ def _first_line(error: Optional[str]) -> str:
         return ""
     lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
     line = lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
+    line = EXCEPTION_MODULE.sub("", line)  # mypkg.errors.BadInput: ... -> BadInput: ...
     return line if len(line) <= ERROR_WIDTH else line[: ERROR_WIDTH - 3] + "..."
 
 
