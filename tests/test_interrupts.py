@@ -35,7 +35,7 @@ def test_a_cancel_vertex_never_answers_ends_the_launcher_and_says_the_run_may_go
         output, _ = launcher.communicate(timeout=90)
     finally:
         launcher.kill()
-    assert launcher.returncode != 0
+    assert launcher.returncode == 128 + signal.SIGTERM and "Traceback" not in output
     resource = f"projects/{PROJECT}/locations/{LOCATION}/pipelineJobs/{job_id}"
     assert f"Could not confirm the cancel of {resource}" in output
     assert "It may still be running" in output and f"pipelines/runs/{job_id}" in output

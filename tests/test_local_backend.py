@@ -107,6 +107,8 @@ def test_ctrl_c_cancels_the_run_and_kills_its_steps(tmp_path: Path, signum: int)
         launcher.kill()
     assert launcher.returncode != 0
     assert "cancelling" in output
+    if signum == signal.SIGTERM:  # handled and said: the signal's own exit status, no traceback
+        assert launcher.returncode == 128 + signum and "Traceback" not in output
     for pid in pids:
         wait_until(lambda pid=pid: not _alive(pid), timeout=15)
     for num in ("0", "1"):

@@ -185,8 +185,11 @@ def _submit_and_watch(
             if not settings.wait:
                 return _detached(record, by_num, local_cwd)
             watcher.watch()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         _interrupted(settings, backend, watcher, run, where)
+        if isinstance(interrupt, StopSignal):
+            # Handled and said: end as that signal's default action would, with no traceback.
+            raise SystemExit(128 + interrupt.signum) from None
         raise
     except LauncherConfigError:
         raise  # the backend refused the run: nothing was created
@@ -378,12 +381,20 @@ STOP_SIGNALS = tuple(
 )
 
 
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, taken as Ctrl-C while a run is submitted or watched."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 @contextmanager
 def _signals_as_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP (a closed terminal, a killed job) take Ctrl-C's path: cancel the run."""
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        raise StopSignal(signum)
 
     with _signal_handlers([s for s in STOP_SIGNALS if s != signal.SIGINT], interrupt):
         yield
