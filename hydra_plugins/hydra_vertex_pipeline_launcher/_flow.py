@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import shutil
 import signal
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,16 +119,20 @@ def _run_pipeline(
     backend = make_backend(settings, run)
     try:
         storage = open_storage(run.staging_uri, settings.request_timeout, settings.staging_root)
-        # Before anything is written: an unusable staging root leaves no half run behind.
-        storage.check_access()
         _log_plan(settings, run, jobs)
         from ._build import build_pipeline  # kfp: only when a launch needs it
 
         in_container = not backend.steps_share_filesystem
+        # Packed and built before anything is written: what they refuse leaves no half run.
         staged = pack(jobs, task_function, hydra_context, in_container)
-        task_jobs = build_pipeline(
-            settings, run.pipeline_name, run.staging_uri, jobs, staged, run.spec_path
-        )
+        with tempfile.TemporaryDirectory() as scratch:
+            compiled = Path(scratch) / run.spec_path.name
+            task_jobs = build_pipeline(
+                settings, run.pipeline_name, run.staging_uri, jobs, staged, compiled
+            )
+            storage.check_access()
+            run.spec_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(compiled), run.spec_path)
         upload(storage, staged)
         by_num = {job.num: job for job in jobs}
         watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]

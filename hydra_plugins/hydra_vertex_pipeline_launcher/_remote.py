@@ -177,6 +177,8 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     ):
         job_return = _run(parts["hydra_context"], task_function, sweep_config, dir_keys)
         trace = _log_failure(job_return)
+    if trace and problem:  # likely why it failed (`__main__.X` not found): say it in the terminal
+        trace += f"\n{problem}"
     return StepOutcome(
         status=job_return.status,
         return_value=job_return._return_value,
