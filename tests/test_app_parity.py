@@ -197,3 +197,11 @@ def test_an_app_with_its_own_class_and_an_extra_python_path_runs_as_with_basic(
             assert json.loads((sweep / num / "value.json").read_text()) == value
     status = read_json(sweeps["vertex_pipeline_local"] / "1" / "vertex_status.json")
     assert status["state"] == "FAILED" and 'extra_path.py", line' in status["error"]
+
+
+def test_the_apps_own_logger_is_named_as_with_basic(tmp_path: Path) -> None:
+    for launcher in ("basic", "vertex_pipeline_local"):
+        sweep = tmp_path / launcher
+        args = ["-m", "+x=1", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"]
+        assert run_app("flaky.py", args, tmp_path).returncode == 0
+        assert "[__main__][INFO] - job with x=1 starts" in (sweep / "0" / "flaky.log").read_text()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import logging
 import os
 import pickle
 import sys
@@ -78,7 +79,15 @@ def import_main(script: MainScript) -> Optional[str]:
     code = compile(found.read_bytes(), str(found), "exec")
     exec(code, module.__dict__)  # noqa: S102 - the app's own code, digest checked above
     sys.modules["__main__"] = module
+    _log_as_main()
     return None
+
+
+def _log_as_main() -> None:
+    """The app's `logging.getLogger(__name__)` names its lines `__main__`, as in-process."""
+    logger = logging.Logger.manager.loggerDict.get(STEP_MAIN)
+    if isinstance(logger, logging.Logger):
+        logger.name = "__main__"
 
 
 def _find(script: MainScript) -> Optional[Path]:
