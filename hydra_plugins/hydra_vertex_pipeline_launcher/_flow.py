@@ -30,9 +30,9 @@ from ._backend import (
     RunLocation,
     State,
     TaskStatus,
-    make_backend,
     utc_now,
 )
+from ._backends import make_backend
 from ._collect import LogStreamer, collect, composed_return, job_return
 from ._compose import ComposedJob, compose, compose_single
 from ._layout import RUNS_DIR
