@@ -35,6 +35,7 @@ from ._backend import (
 from ._backends import make_backend
 from ._collect import LogStreamer, collect, composed_return, job_return
 from ._compose import ComposedJob, compose, compose_single
+from ._job_settings import settings_per_job
 from ._layout import RUNS_DIR
 from ._record import JobEntry, RunRecord, attach_command, reach_settings
 from ._stage import pack, upload
@@ -115,6 +116,7 @@ def _run_pipeline(
     jobs: List[ComposedJob],
     record_dir: Path,
 ) -> Dict[int, JobReturn]:
+    job_settings = settings_per_job(settings, jobs)
     run = _new_run(settings, master_config, record_dir)
     backend = make_backend(settings, run)
     try:
@@ -127,7 +129,7 @@ def _run_pipeline(
         in_container = not backend.steps_share_filesystem
         staged = pack(jobs, task_function, hydra_context, in_container)
         task_jobs = build_pipeline(
-            settings, run.pipeline_name, run.staging_uri, jobs, staged, run.spec_path
+            settings, run.pipeline_name, run.staging_uri, jobs, staged, run.spec_path, job_settings
         )
         upload(storage, staged)
         by_num = {job.num: job for job in jobs}
