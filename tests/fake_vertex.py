@@ -87,7 +87,9 @@ _TASK_STATE_NUMBERS = {
 TERMINAL_JOB_STATES = frozenset(
     {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
 )
-TERMINAL_TASK_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+TERMINAL_TASK_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "NOT_TRIGGERED"})
+# PipelineTaskSpec.TriggerPolicy.TriggerStrategy; unset means ALL_UPSTREAM_TASKS_SUCCEEDED.
+_TRIGGER_STRATEGIES = frozenset({"ALL_UPSTREAM_TASKS_SUCCEEDED", "ALL_UPSTREAM_TASKS_COMPLETED"})
 _ROOT_TASK_STATES = {
     "PIPELINE_STATE_PENDING": "PENDING",
     "PIPELINE_STATE_RUNNING": "RUNNING",
@@ -150,6 +152,11 @@ class TaskRun:
     killed: bool = False
     proc: Optional[subprocess.Popen[bytes]] = None
     custom_jobs: list[str] = field(default_factory=list)
+    # dependentTasks (DAG keys): the task starts once they have all ended; unless
+    # all_upstream_completed (triggerPolicy ALL_UPSTREAM_TASKS_COMPLETED), only if they all
+    # succeeded, else it ends NOT_TRIGGERED.
+    upstream: list[str] = field(default_factory=list)
+    all_upstream_completed: bool = False
 
     def matches(self, substring: str) -> bool:
         return substring in self.key or substring in self.name
@@ -221,6 +228,18 @@ def _argv_and_env(
         argv[0] = sys.executable  # the image is ignored; run with the test's interpreter
     env = {e["name"]: _render(str(e.get("value", "")), params) for e in container.get("env", [])}
     return argv, env
+
+
+def _trigger(key: str, task: Mapping[str, Any], keys: Iterable[str]) -> tuple[list[str], bool]:
+    """The task's upstream DAG keys, and whether it starts whatever their outcome."""
+    upstream = [str(k) for k in task.get("dependentTasks", [])]
+    unknown = sorted(set(upstream) - set(keys))
+    if unknown:
+        raise ApiError(400, f"Task {key!r} depends on unknown tasks {unknown}.")
+    strategy = task.get("triggerPolicy", {}).get("strategy", "ALL_UPSTREAM_TASKS_SUCCEEDED")
+    if strategy not in _TRIGGER_STRATEGIES:
+        raise ApiError(400, f"Task {key!r} has an unknown triggerPolicy.strategy {strategy!r}.")
+    return upstream, strategy == "ALL_UPSTREAM_TASKS_COMPLETED"
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -587,7 +606,11 @@ class FakeVertex:
         self, spec: Mapping[str, Any], key: str, task: Mapping[str, Any], job_dir: Path, now: str
     ) -> TaskRun:
         argv, env = _argv_and_env(_container_of(spec, key, task), _parameter_values(task))
+        dag_keys = spec.get("root", {}).get("dag", {}).get("tasks", {})
+        upstream, all_upstream_completed = _trigger(key, task, dag_keys)
         return TaskRun(
+            upstream=upstream,
+            all_upstream_completed=all_upstream_completed,
             key=key,
             name=str(task.get("taskInfo", {}).get("name", key)),
             task_id=next(self._ids),
@@ -621,10 +644,33 @@ class FakeVertex:
     def _worker(self, job: JobRecord, queue: collections.deque[TaskRun]) -> None:
         while True:
             with self._cond:
-                if not queue:
+                task = self._next_triggered(job, queue)
+                if task is None:
                     return
-                task = queue.popleft()
             self._run_task(job, task)
+
+    def _next_triggered(
+        self, job: JobRecord, queue: collections.deque[TaskRun]
+    ) -> Optional[TaskRun]:
+        """The first queued task whose upstream tasks have all ended (waits while there is
+        none); a task whose trigger policy they do not meet ends NOT_TRIGGERED on the way."""
+        while queue:
+            ended = [
+                t
+                for t in queue
+                if all(job.tasks[u].state in TERMINAL_TASK_STATES for u in t.upstream)
+            ]
+            if not ended:
+                self._cond.wait()
+                continue
+            task = ended[0]
+            queue.remove(task)
+            upstream_ok = all(job.tasks[u].state == "SUCCEEDED" for u in task.upstream)
+            if task.all_upstream_completed or upstream_ok:
+                return task
+            self._end_task(task, "NOT_TRIGGERED")
+            self._touch(job)
+        return None
 
     def _run_task(self, job: JobRecord, task: TaskRun) -> None:
         retry = True

@@ -1,15 +1,12 @@
-"""Submit: the small interface every backend speaks, and the choice of backend."""
+"""Submit: the small interface every backend speaks (chosen in _backends.py)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Dict, Optional, Protocol
-
-from .config import VertexPipelineLauncherConf, max_parallel
 
 
 def utc_now() -> str:
@@ -106,14 +103,3 @@ class PipelineBackend(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def make_backend(settings: VertexPipelineLauncherConf, run: RunContext) -> PipelineBackend:
-    """Made before anything is staged, so that missing credentials stop the launch early."""
-    if settings.backend == "local":
-        from ._backend_local import LocalBackend
-
-        return LocalBackend(max_parallel(settings), Path(os.getcwd()), run)
-    from ._backend_vertex import VertexBackend
-
-    return VertexBackend(settings, run)

@@ -17,7 +17,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -34,6 +34,7 @@ from ._backend import (
 PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 TERMINATE_GRACE_SECONDS = 5.0
 CONSOLE_TAIL_CHARS = 2000
+ALL_UPSTREAM_TASKS_COMPLETED = "ALL_UPSTREAM_TASKS_COMPLETED"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,28 @@ def _step(
     )
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """When a step may start: once every upstream task has ended, and, unless
+    all_upstream_completed, only if they all succeeded (else it never starts)."""
+
+    upstream: Tuple[str, ...]
+    all_upstream_completed: bool
+
+
+def read_triggers(spec_path: Path) -> Dict[str, Trigger]:
+    """Each task's dependentTasks and triggerPolicy, as Vertex honours them."""
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    return {
+        name: Trigger(
+            upstream=tuple(task.get("dependentTasks", [])),
+            all_upstream_completed=task.get("triggerPolicy", {}).get("strategy")
+            == ALL_UPSTREAM_TASKS_COMPLETED,
+        )
+        for name, task in spec["root"]["dag"]["tasks"].items()
+    }
+
+
 def _resolve(part: str, params: Dict[str, str]) -> str:
     resolved = PLACEHOLDER.sub(lambda m: params[m.group(1)], part)
     if "{{$" in resolved:
@@ -96,14 +119,20 @@ class LocalBackend:
         self._procs: Dict[str, subprocess.Popen[bytes]] = {}
         self._cancelled = False
         self._pool: Optional[ThreadPoolExecutor] = None
+        # Steps not started yet, and what each waits for.
+        self._waiting: Dict[str, LocalStep] = {}
+        self._triggers: Dict[str, Trigger] = {}
+        self._closing = False
 
     def submit(self, spec_path: Path) -> None:
         steps = read_steps(spec_path)
         self.console_dir.mkdir(parents=True, exist_ok=True)
         self._tasks = {step.task_name: TaskStatus(State.PENDING) for step in steps}
         self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="vertex-local")
-        for step in steps:
-            self._pool.submit(self._run, step)
+        self._triggers = read_triggers(spec_path)
+        with self._lock:
+            self._waiting = {step.task_name: step for step in steps}
+            self._start_ready()
 
     def read_status(self) -> RunStatus:
         with self._lock:
@@ -122,6 +151,8 @@ class LocalBackend:
         return CancelOutcome.CONFIRMED
 
     def close(self) -> None:
+        with self._lock:
+            self._closing = True
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
@@ -176,8 +207,37 @@ class LocalBackend:
         return returncode
 
     def _set(self, task_name: str, status: TaskStatus) -> None:
+        """status is where the task ended: the steps waiting for it may start."""
         with self._lock:
             self._tasks[task_name] = status
+            self._start_ready()
+
+    def _start_ready(self) -> None:
+        """Hands every step whose upstream tasks have ended to the pool (in the spec's order);
+        one whose trigger policy is not met ends FAILED, never started. Holds the lock."""
+        assert self._pool is not None
+        while not (self._cancelled or self._closing):
+            ready = [name for name in self._waiting if self._upstream_ended(name)]
+            if not ready:
+                return
+            for name in ready:
+                step = self._waiting.pop(name)
+                unmet = self._unmet_trigger(name)
+                if unmet:
+                    self._tasks[name] = TaskStatus(State.FAILED, ended=utc_now(), error=unmet)
+                else:
+                    self._pool.submit(self._run, step)
+
+    def _upstream_ended(self, task_name: str) -> bool:
+        upstream = self._triggers[task_name].upstream
+        return all(self._tasks[name].state.terminal for name in upstream)
+
+    def _unmet_trigger(self, task_name: str) -> Optional[str]:
+        trigger = self._triggers[task_name]
+        failed = [u for u in trigger.upstream if self._tasks[u].state is not State.SUCCEEDED]
+        if trigger.all_upstream_completed or not failed:
+            return None
+        return f"not started: the steps it waits for did not all succeed ({', '.join(failed)})"
 
 
 def _how_it_ended(returncode: Optional[int]) -> str:

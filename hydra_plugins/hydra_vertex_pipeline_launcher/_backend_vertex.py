@@ -7,6 +7,7 @@ buckets through other APIs and wait() polls every 5 s forever.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -41,12 +42,18 @@ LOOKUP_DELAY = 1.0
 TASK_STATES = {
     "SUCCEEDED": State.SUCCEEDED,
     "FAILED": State.FAILED,
+    # Never run: SKIPPED (e.g. a condition false), NOT_TRIGGERED (its trigger policy was not
+    # met, or a cancel came first: see _unstarted_state).
     "SKIPPED": State.FAILED,
+    "NOT_TRIGGERED": State.FAILED,
     "CANCELLED": State.CANCELLED,
     "RUNNING": State.RUNNING,
     "CANCEL_PENDING": State.RUNNING,
     "CANCELLING": State.RUNNING,
 }
+NOT_TRIGGERED_ERROR = (
+    "Vertex did not start the step (NOT_TRIGGERED): a step it waits for did not succeed"
+)
 RUN_STATES = {
     "PIPELINE_STATE_RUNNING": State.RUNNING,
     "PIPELINE_STATE_CANCELLING": State.RUNNING,
@@ -107,12 +114,12 @@ class VertexBackend:
                 "(its launcher stopped before the create), or it was deleted."
             ) from e
         tasks = {}
+        state_name = job.state.name
+        state = RUN_STATES.get(state_name, State.PENDING)
         for detail in job.job_detail.task_details:
             key = self._task_keys.get(detail.task_name)
             if key is not None:
-                tasks[key] = _task_status(detail)
-        state_name = job.state.name
-        state = RUN_STATES.get(state_name, State.PENDING)
+                tasks[key] = _unstarted_state(_task_status(detail), detail, state_name)
         error = job.error.message or None
         if state_name == "PIPELINE_STATE_PAUSED":
             error = "Vertex paused the run; resume or cancel it in the console"
@@ -299,6 +306,16 @@ def _task_status(detail: Any) -> TaskStatus:
     return TaskStatus(
         state=state, started=_iso(detail.start_time), ended=_iso(detail.end_time), error=error
     )
+
+
+def _unstarted_state(status: TaskStatus, detail: Any, run_state_name: str) -> TaskStatus:
+    """NOT_TRIGGERED: in a cancelled run, a step the cancel came before (CANCELLED, as on the
+    other backends); else a step whose trigger policy was not met."""
+    if detail.state.name != "NOT_TRIGGERED":
+        return status
+    if run_state_name in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED"):
+        return dataclasses.replace(status, state=State.CANCELLED, error=None)
+    return dataclasses.replace(status, error=detail.error.message or NOT_TRIGGERED_ERROR)
 
 
 def _iso(moment: Optional[datetime]) -> Optional[str]:

@@ -20,8 +20,12 @@ def build_pipeline(
     jobs: List[ComposedJob],
     staged: StagedRun,
     spec_path: Path,
+    job_settings: Dict[int, VertexPipelineLauncherConf],
 ) -> Dict[str, int]:
-    """Compiles the pipeline into spec_path; returns each task's name in the DAG -> job num."""
+    """Compiles the pipeline into spec_path; returns each task's name in the DAG -> job num.
+
+    settings: the run's; job_settings: each job's, which shape its step.
+    """
     from kfp import compiler, dsl
 
     component = _job_component(settings, run_root_uri, staged.shared_digest)
@@ -31,10 +35,14 @@ def build_pipeline(
         name=pipeline_name, description="Hydra jobs launched by hydra-vertex-pipeline-launcher"
     )
     def hydra_sweep() -> None:
+        tasks = []
         for job in jobs:
             task = component(job_num=str(job.num), job_digest=staged.job_digests[job.num])
-            _configure_task(task, settings, job.display_name)
+            _configure_job_task(task, job_settings[job.num], job.display_name)
             task_jobs[task.name] = job.num
+            tasks.append(task)
+        if settings.max_parallel:
+            _chain_lanes(tasks, settings.max_parallel)
 
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(hydra_sweep, str(spec_path))
@@ -92,8 +100,36 @@ def _configure_task(task: Any, settings: VertexPipelineLauncherConf, display_nam
     task.set_env_variable(IN_STEP_ENV, "1")
 
 
+def _configure_job_task(task: Any, settings: VertexPipelineLauncherConf, display_name: str) -> None:
+    """_configure_task, its errors naming the job whose config gave the wrong value."""
+    try:
+        _configure_task(task, settings, display_name)
+    except LauncherConfigError as e:
+        raise LauncherConfigError(f"Job {display_name}: {e}") from e
+
+
 def _set(setting: str, value: str, apply: Callable[[str], Any]) -> None:
     try:
         apply(value)
     except ValueError as e:  # kfp checks Kubernetes quantities
         raise LauncherConfigError(f"hydra.launcher.{setting}={value!r}: {e}") from e
+
+
+def _chain_lanes(tasks: List[Any], lanes: int) -> None:
+    """At most `lanes` steps at once, each job still its own task: task i starts once task
+    i - lanes has ended, whatever its outcome (a failed job does not stop its lane)."""
+    for earlier, task in zip(tasks, tasks[lanes:]):
+        task.after(earlier)
+        _ignore_upstream_failure(task)
+
+
+def _ignore_upstream_failure(task: Any) -> None:
+    """kfp's ignore_upstream_failure(), which compiles to the trigger policy
+    ALL_UPSTREAM_TASKS_COMPLETED."""
+    try:
+        task.ignore_upstream_failure()
+    except KeyError:
+        # kfp <= 2.17.3 looks up every input of the component, also the optional ones a task
+        # does not pass (components wrapped as CustomJobs have many): set what it would have
+        # set. The compiled spec is the same.
+        task._ignore_upstream_failure_tag = True

@@ -32,11 +32,12 @@ from ._backend import (
     RunLocation,
     State,
     TaskStatus,
-    make_backend,
     utc_now,
 )
+from ._backends import make_backend
 from ._collect import LogStreamer, collect, composed_return, job_return
 from ._compose import ComposedJob, compose, compose_single
+from ._job_settings import settings_per_job
 from ._layout import RUNS_DIR
 from ._record import JobEntry, RunRecord, attach_command, reach_settings
 from ._stage import pack, upload
@@ -115,6 +116,7 @@ def _run_pipeline(
     jobs: List[ComposedJob],
     record_dir: Path,
 ) -> Dict[int, JobReturn]:
+    job_settings = settings_per_job(settings, jobs)
     run = _new_run(settings, master_config, record_dir)
     backend = make_backend(settings, run)
     try:
@@ -128,7 +130,7 @@ def _run_pipeline(
         with tempfile.TemporaryDirectory() as scratch:
             compiled = Path(scratch) / run.spec_path.name
             task_jobs = build_pipeline(
-                settings, run.pipeline_name, run.staging_uri, jobs, staged, compiled
+                settings, run.pipeline_name, run.staging_uri, jobs, staged, compiled, job_settings
             )
             storage.check_access()
             run.spec_path.parent.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,8 @@ class VertexPipelineLauncherConf:
     resume: bool = False
     # Seconds a job may run before its step stops it; None: no limit.
     timeout: Optional[float] = None
+    # Steps of a run that may run at once (on every backend); None: no cap.
+    max_parallel: Optional[int] = None
 
 
 @dataclass
@@ -157,6 +159,11 @@ def _check_steps(conf: VertexPipelineLauncherConf) -> None:
             f"hydra.launcher.local.max_parallel={conf.local.max_parallel}: set it to 1 or more,"
             " or null for one per CPU."
         )
+    if conf.max_parallel is not None and conf.max_parallel < 1:
+        raise LauncherConfigError(
+            f"hydra.launcher.max_parallel={conf.max_parallel}: set it to 1 or more, or null for"
+            " no cap."
+        )
     if conf.resources.accelerator_type and conf.resources.accelerator_count < 1:
         raise LauncherConfigError(
             "hydra.launcher.resources.accelerator_count must be 1 or more when "
@@ -193,8 +200,10 @@ def settings_from(launcher_node: Any) -> VertexPipelineLauncherConf:
     return settings
 
 
-def max_parallel(conf: VertexPipelineLauncherConf) -> int:
-    return conf.local.max_parallel or os.cpu_count() or 1
+def local_max_parallel(conf: VertexPipelineLauncherConf) -> int:
+    """Steps the local backend runs at once: local.max_parallel, else the run's cap, else one
+    per CPU (the run's cap holds anyway: its steps wait for each other in the spec)."""
+    return conf.local.max_parallel or conf.max_parallel or os.cpu_count() or 1
 
 
 def _require(value: Optional[str], name: str, what: str) -> None:
