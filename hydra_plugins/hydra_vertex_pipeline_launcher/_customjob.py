@@ -5,12 +5,12 @@ The wrapped step's container is GCPC's launcher, which creates the CustomJob and
 the job's own command, args and env travel inside the `worker_pool_specs` input. Settings put on
 the wrapped task (env, CPU, memory) would size that launcher, so they go to the wrapper instead.
 """
-# No `from __future__ import annotations`: kept like _build, whose kfp components read theirs.
 
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from .config import (
+    CUSTOM_JOB_SETTINGS,
     IN_STEP_ENV,
     LauncherConfigError,
     VertexPipelineLauncherConf,
@@ -145,10 +145,10 @@ def _wrapper(shape: MachineShape) -> Any:
 
 
 def _first_setting(shape: MachineShape) -> str:
-    for name in ("machine_type", "boot_disk_size_gb", "spot", "max_wait_duration"):
-        if getattr(shape, name) not in (None, False):
-            return name
-    return "restart_job_on_worker_restart"
+    """The first setting that asked for a CustomJob (a shape has each under the same name)."""
+    return next(
+        name for name, unset in CUSTOM_JOB_SETTINGS.items() if getattr(shape, name) != unset
+    )
 
 
 def _duration(seconds: Optional[float]) -> Optional[str]:

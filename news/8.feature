@@ -1,0 +1,1 @@
+Machine types and Spot: `hydra.launcher.machine_type`, `spot`, `boot_disk_size_gb`, `max_wait_duration` and `restart_job_on_worker_restart` run each step as a Vertex CustomJob (install the `customjob` extra; it moves google-cloud-aiplatform to 1.x).
