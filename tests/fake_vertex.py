@@ -265,6 +265,8 @@ def _custom_job_of(
     # Two passes: worker_pool_specs brings the task's own input placeholders in with it.
     text = _render(_render(template, values), values)
     text = text.replace("{{$.pipeline_persistent_resource_id}}", "")
+    if "{{$.inputs." in text:
+        raise ValueError(f"the CustomJob payload has an unresolved input: {text[:300]}")
     try:
         payload = json.loads(text)
     except ValueError as exc:
