@@ -20,6 +20,9 @@ setup(
         "cloudpickle>=2.2,<4",
     ],
     extras_require={
+        # Machine types and Spot (CustomJob steps). Every 2.x needs google-cloud-aiplatform<2:
+        # installing this extra moves aiplatform to 1.x.
+        "customjob": ["google-cloud-pipeline-components>=2.20,<3"],
         "test": [
             "pytest>=8",
             "gcp-storage-emulator==2026.7.19",

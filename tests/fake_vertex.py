@@ -17,6 +17,10 @@ Usage::
     ...
     fake.stop()
 
+A task whose container is google-cloud-pipeline-components' CustomJob launcher is run as that
+launcher has Vertex run it: its CustomJob payload is resolved (two placeholder passes), checked
+and recorded in ``fake.custom_jobs``, and worker pool 0's container runs instead of the launcher.
+
 Each task runs in ``scratch_root/<job id>/<task key>/`` (fresh per attempt) and logs to
 ``scratch_root/<job id>/<task key>.log``. Tasks are started in natural DAG-key order.
 """
@@ -41,6 +45,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
+# A task whose container is this module is a CustomJob step made by google-cloud-pipeline-
+# components: the fake creates (records) the CustomJob and runs its worker pool 0's container.
+GCPC_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
+# google.cloud.aiplatform.v1.Scheduling.Strategy
+_STRATEGIES = frozenset(
+    {"STRATEGY_UNSPECIFIED", "ON_DEMAND", "LOW_COST", "STANDARD", "SPOT", "FLEX_START"}
+)
 JOB_ID_RE = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
 _PLACEHOLDER_RE = re.compile(r"""\{\{\$\.inputs\.parameters\[['"]([^'"\]]+)['"]\]\}\}""")
 _COLLECTION_RE = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/pipelineJobs$")
@@ -157,6 +168,9 @@ class TaskRun:
     # succeeded, else it ends NOT_TRIGGERED.
     upstream: list[str] = field(default_factory=list)
     all_upstream_completed: bool = False
+    # For a CustomJob step: the CustomJob it creates, or why it cannot be created.
+    custom_job: Optional[dict[str, Any]] = None
+    custom_job_error: Optional[str] = None
 
     def matches(self, substring: str) -> bool:
         return substring in self.key or substring in self.name
@@ -193,7 +207,18 @@ def stringify_parameter(value: Any) -> str:
     if isinstance(value, (int, float)):
         # Struct numbers are doubles, so an int parameter arrives as 3.0 but renders as "3".
         return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return json.dumps(value, separators=(",", ":"))
+    return json.dumps(_integral(value), separators=(",", ":"))
+
+
+def _integral(value: Any) -> Any:
+    """Whole doubles as ints, as Vertex's JSON prints Struct numbers (200.0 -> 200)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    return value
 
 
 def _parameter_values(task: Mapping[str, Any]) -> dict[str, str]:
@@ -240,6 +265,47 @@ def _trigger(key: str, task: Mapping[str, Any], keys: Iterable[str]) -> tuple[li
     if strategy not in _TRIGGER_STRATEGIES:
         raise ApiError(400, f"Task {key!r} has an unknown triggerPolicy.strategy {strategy!r}.")
     return upstream, strategy == "ALL_UPSTREAM_TASKS_COMPLETED"
+
+
+def _custom_job_of(
+    spec: Mapping[str, Any], task: Mapping[str, Any], container: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The CustomJob GCPC's launcher asks Vertex to create for this task (its --payload), with
+    every placeholder resolved; ValueError when Vertex would refuse it."""
+    component = spec["components"][task["componentRef"]["name"]]
+    inputs = component.get("inputDefinitions", {}).get("parameters", {})
+    values = {
+        name: stringify_parameter(d["defaultValue"]) if "defaultValue" in d else "null"
+        for name, d in inputs.items()
+    }
+    values.update(_parameter_values(task))
+    args = list(container.get("args", []))
+    template = str(args[args.index("--payload") + 1])
+    # Two passes: worker_pool_specs brings the task's own input placeholders in with it.
+    text = _render(_render(template, values), values)
+    text = text.replace("{{$.pipeline_persistent_resource_id}}", "")
+    if "{{$.inputs." in text:
+        raise ValueError(f"the CustomJob payload has an unresolved input: {text[:300]}")
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"the CustomJob payload is not JSON ({exc}): {text[:300]}") from None
+    _check_custom_job(payload)
+    return payload
+
+
+def _check_custom_job(payload: Mapping[str, Any]) -> None:
+    pools = payload.get("job_spec", {}).get("worker_pool_specs")
+    if not payload.get("display_name") or not isinstance(pools, list) or not pools:
+        raise ValueError("CustomJob.display_name and job_spec.worker_pool_specs are required.")
+    for pool in pools:
+        if not pool.get("machine_spec", {}).get("machine_type"):
+            raise ValueError("worker_pool_specs[].machine_spec.machine_type is required.")
+        if not pool.get("container_spec", {}).get("image_uri"):
+            raise ValueError("worker_pool_specs[].container_spec.image_uri is required.")
+    strategy = payload["job_spec"].get("scheduling", {}).get("strategy", "STANDARD")
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"Invalid value for scheduling.strategy: {strategy!r}.")
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -325,6 +391,8 @@ class FakeVertex:
         self.max_parallel = max(1, max_parallel)
         self.requests: collections.Counter[str] = collections.Counter()
         self.jobs: dict[str, JobRecord] = {}
+        # Every CustomJob a CustomJob step created (its payload, plus "name" and "task").
+        self.custom_jobs: list[dict[str, Any]] = []
         self._cond = threading.Condition(threading.RLock())
         self._fail_next: dict[str, collections.deque[int]] = collections.defaultdict(
             collections.deque
@@ -605,12 +673,22 @@ class FakeVertex:
     def _new_task(
         self, spec: Mapping[str, Any], key: str, task: Mapping[str, Any], job_dir: Path, now: str
     ) -> TaskRun:
-        argv, env = _argv_and_env(_container_of(spec, key, task), _parameter_values(task))
+        container = _container_of(spec, key, task)
+        custom_job, custom_job_error = None, None
+        if GCPC_LAUNCHER in container.get("command", []):
+            try:
+                custom_job = _custom_job_of(spec, task, container)
+                container = custom_job["job_spec"]["worker_pool_specs"][0]["container_spec"]
+            except ValueError as exc:
+                custom_job_error, container = str(exc), {}
+        argv, env = _argv_and_env(container, _parameter_values(task))
         dag_keys = spec.get("root", {}).get("dag", {}).get("tasks", {})
         upstream, all_upstream_completed = _trigger(key, task, dag_keys)
         return TaskRun(
             upstream=upstream,
             all_upstream_completed=all_upstream_completed,
+            custom_job=custom_job,
+            custom_job_error=custom_job_error,
             key=key,
             name=str(task.get("taskInfo", {}).get("name", key)),
             task_id=next(self._ids),
@@ -692,6 +770,10 @@ class FakeVertex:
             return self._spawn(job, task)
 
     def _spawn(self, job: JobRecord, task: TaskRun) -> Optional[subprocess.Popen[bytes]]:
+        if task.custom_job_error is not None:
+            message = f"Creating the CustomJob failed: {task.custom_job_error}"
+            self._end_task(task, "FAILED", message)
+            return None
         # Each attempt gets a fresh working dir, as a new container would.
         shutil.rmtree(task.workdir, ignore_errors=True)
         task.workdir.mkdir(parents=True)
@@ -707,9 +789,10 @@ class FakeVertex:
                 self._end_task(task, "FAILED", f"The replica workerpool0-0 could not start: {exc}")
                 return None
         task.attempts += 1
-        task.custom_jobs.append(
-            f"{job.name.split('/pipelineJobs/')[0]}/customJobs/{next(self._ids)}"
-        )
+        custom_job_name = f"{job.name.split('/pipelineJobs/')[0]}/customJobs/{next(self._ids)}"
+        task.custom_jobs.append(custom_job_name)
+        if task.custom_job is not None:
+            self.custom_jobs.append({"name": custom_job_name, "task": task.name, **task.custom_job})
         task.proc = proc
         task.start_time = task.start_time or now_rfc3339()
         task.state = "RUNNING"

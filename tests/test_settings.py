@@ -63,3 +63,24 @@ def test_an_unusable_staging_root_is_named_as_set(tmp_path: Path) -> None:
 def test_other_wrong_settings_are_one_line_too(tmp_path: Path, setting: str) -> None:
     said = _refused(tmp_path, [setting])
     assert setting.split("=")[0] in said
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (
+            ["hydra.launcher.machine_type=n1-highmem-8", "hydra.launcher.resources.cpu_limit=4"],
+            "hydra.launcher.resources.cpu_limit sizes a plain step, but "
+            "hydra.launcher.machine_type makes each step a CustomJob",
+        ),
+        (
+            ["hydra.launcher.spot=true", "hydra.launcher.max_wait_duration=600"],
+            "a Spot step (hydra.launcher.spot=true) does not wait for one",
+        ),
+        (["hydra.launcher.boot_disk_size_gb=0"], "hydra.launcher.boot_disk_size_gb=0: set it"),
+    ],
+)
+def test_custom_job_settings_that_cannot_hold_together_are_refused(
+    tmp_path: Path, settings: List[str], said: str
+) -> None:
+    assert said in _refused(tmp_path, settings)

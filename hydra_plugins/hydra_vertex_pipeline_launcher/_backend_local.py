@@ -30,6 +30,7 @@ from ._backend import (
     TaskStatus,
     utc_now,
 )
+from ._customjob import step_container
 
 PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 TERMINATE_GRACE_SECONDS = 5.0
@@ -58,7 +59,7 @@ def _step(
     name: str, task: Dict[str, Any], components: Dict[str, Any], executors: Dict[str, Any]
 ) -> LocalStep:
     component = components[task["componentRef"]["name"]]
-    container = executors[component["executorLabel"]]["container"]
+    container = step_container(component, executors[component["executorLabel"]]["container"])
     params = {
         key: str(value["runtimeValue"]["constant"])
         for key, value in task.get("inputs", {}).get("parameters", {}).items()

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 from ._compose import ComposedJob
+from ._customjob import CustomJobSteps, machine_shape, run_wide
+from ._customjob import configure_task as configure_custom_job_task
 from ._stage import StagedRun
 from .config import IN_STEP_ENV, LauncherConfigError, VertexPipelineLauncherConf
 
@@ -29,6 +31,8 @@ def build_pipeline(
     from kfp import compiler, dsl
 
     component = _job_component(settings, run_root_uri, staged.shared_digest)
+    custom_jobs = _custom_job_steps(component, settings, jobs)
+    run_id = run_root_uri.rstrip("/").rsplit("/", 1)[-1]
     task_jobs: Dict[str, int] = {}
 
     @dsl.pipeline(
@@ -37,8 +41,18 @@ def build_pipeline(
     def hydra_sweep() -> None:
         tasks = []
         for job in jobs:
-            task = component(job_num=str(job.num), job_digest=staged.job_digests[job.num])
-            _configure_job_task(task, job_settings[job.num], job.display_name)
+            job_conf = job_settings[job.num]
+            inputs = {"job_num": str(job.num), "job_digest": staged.job_digests[job.num]}
+            shape = machine_shape(job_conf)
+            if shape is None:
+                task = component(**inputs)
+                _configure_job_task(task, job_conf, job.display_name)
+            else:
+                # The CustomJob's own name: inserted raw into a JSON payload, so never the
+                # job's display name (quotes, backslashes).
+                wrapped = custom_jobs.component_for(shape)
+                task = wrapped(**inputs, display_name=f"{run_id}-{job.num}")
+                configure_custom_job_task(task, job_conf, job.display_name)
             task_jobs[task.name] = job.num
             tasks.append(task)
         if settings.max_parallel:
@@ -47,6 +61,13 @@ def build_pipeline(
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(hydra_sweep, str(spec_path))
     return task_jobs
+
+
+def _custom_job_steps(
+    component: Any, settings: VertexPipelineLauncherConf, jobs: List[ComposedJob]
+) -> CustomJobSteps:
+    job_name = str(jobs[0].sweep_config.hydra.job.name) if jobs else ""
+    return CustomJobSteps(component, run_wide(settings, job_name))
 
 
 def _job_component(

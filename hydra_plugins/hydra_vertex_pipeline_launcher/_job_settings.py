@@ -12,10 +12,16 @@ from typing import Any, Dict, List
 from omegaconf import OmegaConf
 
 from ._compose import ComposedJob
-from .config import LauncherConfigError, VertexPipelineLauncherConf, settings_from, validate
+from .config import (
+    CUSTOM_JOB_SETTINGS,
+    LauncherConfigError,
+    VertexPipelineLauncherConf,
+    settings_from,
+    validate,
+)
 
 # The settings that shape one step; every other setting belongs to the whole run.
-STEP_SETTINGS = ("resources", "retries", "env", "enable_caching")
+STEP_SETTINGS = ("resources", "retries", "env", "enable_caching", *CUSTOM_JOB_SETTINGS)
 
 
 def settings_per_job(

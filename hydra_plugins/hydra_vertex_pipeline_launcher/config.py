@@ -4,7 +4,7 @@
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
@@ -21,6 +21,14 @@ IN_STEP_ENV = "HYDRA_VERTEX_PIPELINE_STEP"
 # Plain strings, not an Enum: Hydra's plugin scan executes this module a second time, and
 # members of the two Enum classes would not compare equal.
 BACKENDS = ("vertex", "local")
+# The settings that make a step a Vertex CustomJob, and their "not set" values.
+CUSTOM_JOB_SETTINGS = {
+    "machine_type": None,
+    "boot_disk_size_gb": None,
+    "spot": False,
+    "max_wait_duration": None,
+    "restart_job_on_worker_restart": False,
+}
 # What a run without -m does: become a one-step pipeline run, or run in this process as usual.
 SINGLE_RUN_MODES = ("pipeline", "in_process")
 
@@ -82,6 +90,15 @@ class VertexPipelineLauncherConf:
     timeout: Optional[float] = None
     # Steps of a run that may run at once (on every backend); None: no cap.
     max_parallel: Optional[int] = None
+    # Any of these makes each step a Vertex CustomJob (needs the [customjob] extra); with them,
+    # resources.accelerator_* go to the CustomJob's machine. Vertex's default machine type is
+    # n1-standard-4.
+    machine_type: Optional[str] = None  # e.g. "n1-highmem-8"
+    boot_disk_size_gb: Optional[int] = None
+    spot: bool = False
+    # Seconds a step may wait for its machine (Vertex's FLEX_START scheduling); not with spot.
+    max_wait_duration: Optional[float] = None
+    restart_job_on_worker_restart: bool = False
 
 
 @dataclass
@@ -168,6 +185,37 @@ def _check_steps(conf: VertexPipelineLauncherConf) -> None:
         raise LauncherConfigError(
             "hydra.launcher.resources.accelerator_count must be 1 or more when "
             "hydra.launcher.resources.accelerator_type is set."
+        )
+    _validate_custom_job(conf)
+
+
+def custom_job_settings(conf: VertexPipelineLauncherConf) -> List[str]:
+    """The settings that make conf's steps CustomJobs, by name; empty for plain steps."""
+    return [name for name, unset in CUSTOM_JOB_SETTINGS.items() if getattr(conf, name) != unset]
+
+
+def _validate_custom_job(conf: VertexPipelineLauncherConf) -> None:
+    if conf.boot_disk_size_gb is not None and conf.boot_disk_size_gb < 1:
+        raise LauncherConfigError(
+            f"hydra.launcher.boot_disk_size_gb={conf.boot_disk_size_gb}: set it to a positive "
+            "number of GB, or null for Vertex's default."
+        )
+    if conf.max_wait_duration is not None:
+        _check_positive(conf.max_wait_duration, "max_wait_duration")
+        if conf.spot:
+            raise LauncherConfigError(
+                "hydra.launcher.max_wait_duration is how long a step waits for its machine under "
+                "Vertex's FLEX_START scheduling; a Spot step (hydra.launcher.spot=true) does not "
+                "wait for one. Set only one of them."
+            )
+    chosen = custom_job_settings(conf)
+    sized = [k for k in ("cpu_limit", "memory_limit") if getattr(conf.resources, k)]
+    if chosen and sized:
+        raise LauncherConfigError(
+            f"hydra.launcher.resources.{sized[0]} sizes a plain step, but "
+            f"hydra.launcher.{chosen[0]} makes each step a CustomJob, whose machine type decides "
+            f"its CPUs and memory: unset resources.{sized[0]}, or pick a machine type "
+            "(hydra.launcher.machine_type=n1-highmem-8)."
         )
 
 
