@@ -168,3 +168,28 @@ def test_without_the_extra_the_setting_and_the_install_are_named(tmp_path: Path)
     assert "pip install 'hydra-vertex-pipeline-launcher[customjob]'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (sweep / "0" / "artifact.txt").exists()
+
+
+def test_each_job_gets_its_own_machine_type(tmp_path: Path) -> None:
+    needs_gcpc()
+    sweep = tmp_path / "multirun"
+    args = [
+        "-m",
+        "model=s,l",
+        f"hydra.sweep.dir={sweep}",
+        # The machine decides CPUs and memory; the accelerator stays per model.
+        "hydra.launcher.resources.cpu_limit=null",
+        "hydra.launcher.resources.memory_limit=null",
+        "hydra.launcher.machine_type=${model.machine}",
+    ]
+    proc = run_app("sized.py", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+    (spec_path,) = sweep.glob("vertex_pipeline/*/pipeline.yaml")
+    machines = {task["name"]: task["pool"]["machine_spec"] for task in _custom_job_tasks(spec_path)}
+    assert machines["#0 model=s"]["machine_type"] == "n1-standard-2"
+    assert "accelerator_type" not in machines["#0 model=s"]
+    assert machines["#1 model=l"]["machine_type"] == "n1-highmem-8"
+    assert machines["#1 model=l"]["accelerator_type"] == "NVIDIA_TESLA_T4"
+    for num in ("0", "1"):
+        assert read_json(sweep / num / "vertex_status.json")["state"] == "SUCCEEDED"
