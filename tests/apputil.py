@@ -47,6 +47,14 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def job_state(job_dir: Path) -> Optional[str]:
+    """The state in a job's vertex_status.json, None before the launcher wrote one."""
+    try:
+        return str(read_json(job_dir / "vertex_status.json")["state"])
+    except FileNotFoundError:
+        return None
+
+
 def read_json(path: Path) -> Dict[str, Any]:
     loaded: Dict[str, Any] = json.loads(path.read_text())
     return loaded

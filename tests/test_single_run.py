@@ -9,7 +9,7 @@ from typing import Dict, List
 
 import pytest
 import yaml
-from apputil import read_json, run_app, start_app, wait_until
+from apputil import job_state, read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
 from vertexutil import vertex_overrides
 
@@ -143,7 +143,7 @@ def test_ctrl_c_cancels_a_single_run_on_vertex(
         (job_id,) = fake_vertex.jobs
         for task_key in fake_vertex.jobs[job_id].tasks:
             fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
-        wait_until(lambda: (run_dir / "vertex_status.json").exists())
+        wait_until(lambda: job_state(run_dir) == "RUNNING")
         launcher.send_signal(signum)
         output, _ = launcher.communicate(timeout=60)
     finally:

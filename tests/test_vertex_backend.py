@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, List, Tuple
 
 import pytest
-from apputil import read_json, run_app, start_app, wait_until
+from apputil import job_state, read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
 from google.cloud import storage
 from vertexutil import IMAGE, LOCATION, PROJECT, only_job, sweep_args
@@ -129,7 +129,8 @@ def test_ctrl_c_cancels_the_run(fake_vertex: FakeVertex, gcs_bucket: str, tmp_pa
         job_id = only_job(fake_vertex)
         for task_key in fake_vertex.jobs[job_id].tasks:
             fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
-        wait_until(lambda: all((sweep / n / "vertex_status.json").exists() for n in ("0", "1")))
+        # The launcher has seen them run (status files are written PENDING before the create).
+        wait_until(lambda: all(job_state(sweep / n) == "RUNNING" for n in ("0", "1")))
         launcher.send_signal(signal.SIGINT)
         output, _ = launcher.communicate(timeout=60)
     finally:
@@ -288,7 +289,7 @@ def test_ctrl_c_can_leave_the_run_going(
         job_id = only_job(fake_vertex)
         (task_key,) = fake_vertex.jobs[job_id].tasks
         fake_vertex.wait_for_task_state(job_id, task_key, {"RUNNING"}, timeout=60)
-        wait_until(lambda: (sweep / "0" / "vertex_status.json").exists())
+        wait_until(lambda: job_state(sweep / "0") == "RUNNING")
         launcher.send_signal(signal.SIGINT)
         output, _ = launcher.communicate(timeout=60)
     finally:
