@@ -50,6 +50,17 @@ log = logging.getLogger(__name__)
 RUN_ID_LIMIT = 128
 
 
+@dataclass(frozen=True)
+class _Launch:
+    """What Hydra hands a launch, the same for each of its pipeline runs."""
+
+    settings: VertexPipelineLauncherConf
+    hydra_context: HydraContext
+    task_function: TaskFunction
+    # A sweep's master config, or a single run's own config.
+    config: DictConfig
+
+
 def launch(
     settings: VertexPipelineLauncherConf,
     hydra_context: HydraContext,
@@ -63,7 +74,8 @@ def launch(
     configure_log(master_config.hydra.hydra_logging, master_config.hydra.verbose)
     jobs = compose(hydra_context, master_config, job_overrides, initial_job_idx)
     sweep_dir = Path(str(master_config.hydra.sweep.dir)).absolute()
-    returns = _launch(settings, hydra_context, task_function, master_config, jobs, sweep_dir)
+    request = _Launch(settings, hydra_context, task_function, master_config)
+    returns = _launch(request, jobs, sweep_dir)
     return [returns[job.num] for job in jobs]
 
 
@@ -75,20 +87,14 @@ def launch_single(
 ) -> JobReturn:
     """A run without -m as a one-step pipeline run, recorded in its own run dir."""
     job = compose_single(config)
-    returns = _launch(settings, hydra_context, task_function, config, [job], job.local_dir)
-    return returns[job.num]
+    request = _Launch(settings, hydra_context, task_function, config)
+    return _launch(request, [job], job.local_dir)[job.num]
 
 
-def _launch(
-    settings: VertexPipelineLauncherConf,
-    hydra_context: HydraContext,
-    task_function: TaskFunction,
-    master_config: DictConfig,
-    jobs: List[ComposedJob],
-    record_dir: Path,
-) -> Dict[int, JobReturn]:
-    local_cwd = str(master_config.hydra.runtime.cwd)
-    kept = _resume.kept_returns(jobs, local_cwd) if settings.resume else {}
+def _launch(request: _Launch, jobs: List[ComposedJob], record_dir: Path) -> Dict[int, JobReturn]:
+    """record_dir: the sweep dir, or a single run's own dir."""
+    local_cwd = str(request.config.hydra.runtime.cwd)
+    kept = _resume.kept_returns(jobs, local_cwd) if request.settings.resume else {}
     to_run = [job for job in jobs if job.num not in kept]
     if not to_run:
         log.info(
@@ -102,22 +108,15 @@ def _launch(
             f"{len(to_run)} run now"
         )
     _resume.clear_earlier_outcomes(to_run)
-    returns = _run_pipeline(
-        settings, hydra_context, task_function, master_config, to_run, record_dir
-    )
-    return {**kept, **returns}
+    return {**kept, **_run_pipeline(request, to_run, record_dir)}
 
 
 def _run_pipeline(
-    settings: VertexPipelineLauncherConf,
-    hydra_context: HydraContext,
-    task_function: TaskFunction,
-    master_config: DictConfig,
-    jobs: List[ComposedJob],
-    record_dir: Path,
+    request: _Launch, jobs: List[ComposedJob], record_dir: Path
 ) -> Dict[int, JobReturn]:
+    settings = request.settings
     job_settings = settings_per_job(settings, jobs)
-    run = _new_run(settings, master_config, record_dir)
+    run = _new_run(settings, request.config, record_dir)
     backend = make_backend(settings, run)
     try:
         storage = open_storage(run.staging_uri, settings.request_timeout, settings.staging_root)
@@ -126,7 +125,7 @@ def _run_pipeline(
 
         in_container = not backend.steps_share_filesystem
         # Packed and built before anything is written: what they refuse leaves no half run.
-        staged = pack(jobs, task_function, hydra_context, in_container)
+        staged = pack(jobs, request.task_function, request.hydra_context, in_container)
         with tempfile.TemporaryDirectory() as scratch:
             compiled = Path(scratch) / run.spec_path.name
             task_jobs = build_pipeline(
@@ -138,7 +137,7 @@ def _run_pipeline(
         upload(storage, staged)
         by_num = {job.num: job for job in jobs}
         watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]
-        local_cwd = str(master_config.hydra.runtime.cwd)
+        local_cwd = str(request.config.hydra.runtime.cwd)
         return _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
     finally:
         backend.close()
