@@ -33,10 +33,11 @@ def test_round_trip(root_uri: str, tmp_path: Path) -> None:
     assert (back / "sub" / "c.txt").read_bytes() == b"gamma\r\n"
 
 
-def test_download_existing_skips_missing(root_uri: str, tmp_path: Path) -> None:
+def test_download_changed_skips_missing(root_uri: str, tmp_path: Path) -> None:
     store = open_storage(root_uri, timeout=10)
     store.write_many({"live.log": b"line 1\n"})
-    store.download_existing({"live.log": tmp_path / "a.log", "nope.log": tmp_path / "b.log"})
+    targets = {"live.log": tmp_path / "a.log", "nope.log": tmp_path / "b.log"}
+    store.download_changed(targets, {})
     assert (tmp_path / "a.log").read_text() == "line 1\n"
     assert not (tmp_path / "b.log").exists()
 

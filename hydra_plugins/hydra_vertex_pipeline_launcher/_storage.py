@@ -9,6 +9,7 @@ import io
 import os
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Protocol, Tuple
 
@@ -50,17 +51,14 @@ class Storage(Protocol):
         name was refused (never written)."""
         ...
 
-    def download_existing(self, targets: Mapping[str, Path]) -> None:
-        """Downloads each named object that exists to its path; missing ones are skipped."""
-        ...
-
     def delete_below(self, name: str) -> None:
         """Deletes the object `name` and every object below `name/`; none there is fine."""
         ...
 
     def download_changed(self, targets: Mapping[str, Path], versions: Dict[str, Any]) -> None:
-        """Like download_existing, but only objects whose version differs from the one in
-        versions (by name), which is updated: an unchanged object is not transferred again."""
+        """Downloads each named object that exists to its path (missing ones are skipped), but
+        only if its version differs from the one in versions (by name), which is updated: an
+        unchanged object is not transferred again."""
         ...
 
 
@@ -171,12 +169,6 @@ class LocalStorage:
             _copy_unless_same(source / name, dest)
         _raise_refusals(refused)
         return [dest for _, dest in pairs]
-
-    def download_existing(self, targets: Mapping[str, Path]) -> None:
-        for name, dest in targets.items():
-            source = self.root / safe_relative(name)
-            if source.is_file():
-                _copy_unless_same(source, dest)
 
     def delete_below(self, name: str) -> None:
         path = self.root / safe_relative(name)
@@ -349,29 +341,26 @@ class GcsStorage:
         _raise_refusals(refused)
         return [dest for _, dest in pairs]
 
-    def download_existing(self, targets: Mapping[str, Path]) -> None:
-        from google.api_core import exceptions
-
-        pairs = [(self._bucket.blob(self._key(name)), dest) for name, dest in targets.items()]
-        self._raise_first(
-            [r for r in self._download(pairs) if not isinstance(r, exceptions.NotFound)]
-        )
-
     def download_changed(self, targets: Mapping[str, Path], versions: Dict[str, Any]) -> None:
         # A metadata read per object, then only changed ones are downloaded (at the generation
         # read). if_generation_not_match would save the metadata read, but the emulator the
         # tests use ignores it.
+        names = list(targets)
+        with ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="gcs-stat") as pool:
+            blobs = list(pool.map(self._existing_blob, names))  # in parallel: one poll's worth
         changed = []
-        for name, dest in targets.items():
-            blob = self._bucket.get_blob(self._key(name), timeout=self.timeout, retry=self.retry)
+        for name, blob in zip(names, blobs):
             if blob is not None and versions.get(name) != blob.generation:
                 # Kept apart: a download may reset the blob's properties from its headers.
-                changed.append((name, blob.generation, blob, dest))
+                changed.append((name, blob.generation, blob, targets[name]))
         results = self._download([(blob, dest) for _, _, blob, dest in changed])
         for (name, generation, _, _), result in zip(changed, results):
             if not isinstance(result, Exception):
                 versions[name] = generation
         self._raise_first(results)
+
+    def _existing_blob(self, name: str) -> Any:
+        return self._bucket.get_blob(self._key(name), timeout=self.timeout, retry=self.retry)
 
     def _upload(self, sources_and_keys: List[Tuple[Any, str]]) -> None:
         from google.cloud.storage import transfer_manager
