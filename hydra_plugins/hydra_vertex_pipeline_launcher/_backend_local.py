@@ -1,13 +1,13 @@
 """The local backend: runs the compiled pipeline's container commands as subprocesses, no Docker.
 
-Each task's command, args and env are read from the compiled spec, exactly as Vertex would
-run them; only the image is ignored and `python` is this interpreter.
+Each task's command, args and env are read from the compiled spec (_spec.py), exactly as Vertex
+would run them; only the image is ignored and `python` is this interpreter. Artifacts go in the
+run's own pipeline root, `<run dir>/pipeline_root/<task>/<artifact>`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,11 +15,8 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
-
-import yaml
+from typing import Any, Dict, List, Optional
 
 from ._backend import (
     CancelOutcome,
@@ -30,80 +27,12 @@ from ._backend import (
     TaskStatus,
     utc_now,
 )
-from ._customjob import step_container
+from ._spec import LocalStep, Trigger, read_steps, read_triggers
 
-PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 TERMINATE_GRACE_SECONDS = 5.0
 CONSOLE_TAIL_CHARS = 2000
-ALL_UPSTREAM_TASKS_COMPLETED = "ALL_UPSTREAM_TASKS_COMPLETED"
-
-
-@dataclass(frozen=True)
-class LocalStep:
-    task_name: str
-    argv: List[str]
-    env: Dict[str, str]
-    max_retries: int
-
-
-def read_steps(spec_path: Path) -> List[LocalStep]:
-    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    executors = spec["deploymentSpec"]["executors"]
-    return [
-        _step(name, task, spec["components"], executors)
-        for name, task in spec["root"]["dag"]["tasks"].items()
-    ]
-
-
-def _step(
-    name: str, task: Dict[str, Any], components: Dict[str, Any], executors: Dict[str, Any]
-) -> LocalStep:
-    component = components[task["componentRef"]["name"]]
-    container = step_container(component, executors[component["executorLabel"]]["container"])
-    params = {
-        key: str(value["runtimeValue"]["constant"])
-        for key, value in task.get("inputs", {}).get("parameters", {}).items()
-    }
-    argv = [
-        _resolve(part, params) for part in container.get("command", []) + container.get("args", [])
-    ]
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
-    return LocalStep(
-        task_name=name,
-        argv=argv,
-        env={e["name"]: e["value"] for e in container.get("env", [])},
-        max_retries=int(task.get("retryPolicy", {}).get("maxRetryCount", 0)),
-    )
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """When a step may start: once every upstream task has ended, and, unless
-    all_upstream_completed, only if they all succeeded (else it never starts)."""
-
-    upstream: Tuple[str, ...]
-    all_upstream_completed: bool
-
-
-def read_triggers(spec_path: Path) -> Dict[str, Trigger]:
-    """Each task's dependentTasks and triggerPolicy, as Vertex honours them."""
-    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    return {
-        name: Trigger(
-            upstream=tuple(task.get("dependentTasks", [])),
-            all_upstream_completed=task.get("triggerPolicy", {}).get("strategy")
-            == ALL_UPSTREAM_TASKS_COMPLETED,
-        )
-        for name, task in spec["root"]["dag"]["tasks"].items()
-    }
-
-
-def _resolve(part: str, params: Dict[str, str]) -> str:
-    resolved = PLACEHOLDER.sub(lambda m: params[m.group(1)], part)
-    if "{{$" in resolved:
-        raise ValueError(f"the local backend cannot resolve the placeholder in {part!r}")
-    return resolved
+# Where the steps' artifacts go, in the run's local folder (Vertex's pipeline root, locally).
+PIPELINE_ROOT = "pipeline_root"
 
 
 class LocalBackend:
@@ -115,6 +44,7 @@ class LocalBackend:
         self.cwd = cwd
         self.location = RunLocation(resource_name=f"local:{run.run_id}")
         self.console_dir = run.local_dir / "steps"
+        self.pipeline_root = run.local_dir / PIPELINE_ROOT
         self._lock = threading.Lock()
         self._tasks: Dict[str, TaskStatus] = {}
         self._procs: Dict[str, subprocess.Popen[bytes]] = {}
@@ -126,8 +56,11 @@ class LocalBackend:
         self._closing = False
 
     def submit(self, spec_path: Path) -> None:
-        steps = read_steps(spec_path)
+        steps = read_steps(spec_path, self.pipeline_root)
         self.console_dir.mkdir(parents=True, exist_ok=True)
+        for step in steps:
+            for folder in step.artifact_dirs:
+                folder.mkdir(parents=True, exist_ok=True)
         self._tasks = {step.task_name: TaskStatus(State.PENDING) for step in steps}
         self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="vertex-local")
         self._triggers = read_triggers(spec_path)
