@@ -22,7 +22,10 @@ launcher has Vertex run it: its CustomJob payload is resolved (two placeholder p
 and recorded in ``fake.custom_jobs``, and worker pool 0's container runs instead of the launcher.
 
 Each task runs in ``scratch_root/<job id>/<task key>/`` (fresh per attempt) and logs to
-``scratch_root/<job id>/<task key>.log``. Tasks are started in natural DAG-key order.
+``scratch_root/<job id>/<task key>.log``; its output artifacts are at
+``scratch_root/<job id>/pipeline_root/<task key>/<name>`` (Vertex's pipeline root, as mounted
+in a step), which is what ``{{$.inputs.artifacts[...].path}}`` of a consumer renders to.
+Tasks are started in natural DAG-key order.
 """
 
 from __future__ import annotations
@@ -52,8 +55,14 @@ GCPC_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launch
 _STRATEGIES = frozenset(
     {"STRATEGY_UNSPECIFIED", "ON_DEMAND", "LOW_COST", "STANDARD", "SPOT", "FLEX_START"}
 )
+# A job's artifacts: scratch_root/<job id>/pipeline_root/<task key>/<artifact name>.
+ARTIFACTS_DIR = "pipeline_root"
 JOB_ID_RE = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
 _PLACEHOLDER_RE = re.compile(r"""\{\{\$\.inputs\.parameters\[['"]([^'"\]]+)['"]\]\}\}""")
+# {{$.inputs.artifacts['x'].path}} and {{$.outputs.artifacts['y'].path}}
+_ARTIFACT_PATH_RE = re.compile(
+    r"""\{\{\$\.(inputs|outputs)\.artifacts\[['"]([^'"\]]+)['"]\]\.path\}\}"""
+)
 _COLLECTION_RE = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/pipelineJobs$")
 _JOB_RE = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/pipelineJobs/([^/:]+)(:cancel)?$")
 
@@ -221,18 +230,48 @@ def _integral(value: Any) -> Any:
     return value
 
 
-def _parameter_values(task: Mapping[str, Any]) -> dict[str, str]:
+def _parameter_values(
+    task: Mapping[str, Any], pipeline: Optional[Mapping[str, Any]] = None
+) -> dict[str, str]:
+    """A task's constants, and the pipeline parameters it takes (their defaultValue in the
+    spec's root, given no runtimeConfig.parameterValues)."""
     params = task.get("inputs", {}).get("parameters", {})
+    root = (pipeline or {}).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
     values = {}
     for name, spec in params.items():
         runtime = spec.get("runtimeValue", {})
         if "constant" in runtime:
             values[name] = stringify_parameter(runtime["constant"])
+        elif "defaultValue" in root.get(spec.get("componentInputParameter"), {}):
+            default = root[spec["componentInputParameter"]]["defaultValue"]
+            values[name] = stringify_parameter(default)
     return values
 
 
-def _render(text: str, params: Mapping[str, str]) -> str:
-    return _PLACEHOLDER_RE.sub(lambda m: params.get(m.group(1), m.group(0)), text)
+def _artifact_paths(
+    spec: Mapping[str, Any], key: str, task: Mapping[str, Any], root: Path
+) -> dict[tuple[str, str], str]:
+    """Where a task's artifacts are, as Vertex mounts its pipeline root (gcsfuse) in a step:
+    ``root/<producer task>/<artifact>``, their folders made as Vertex's launcher makes them."""
+    paths = {}
+    for name, source in task.get("inputs", {}).get("artifacts", {}).items():
+        upstream = source.get("taskOutputArtifact", {})
+        if upstream:
+            producer = root / str(upstream["producerTask"])
+            paths[("inputs", name)] = str(producer / str(upstream["outputArtifactKey"]))
+    component = spec["components"][task["componentRef"]["name"]]
+    for name in component.get("outputDefinitions", {}).get("artifacts", {}):
+        (root / key).mkdir(parents=True, exist_ok=True)
+        paths[("outputs", name)] = str(root / key / name)
+    return paths
+
+
+def _render(
+    text: str, params: Mapping[str, str], artifacts: Optional[Mapping[tuple[str, str], str]] = None
+) -> str:
+    text = _PLACEHOLDER_RE.sub(lambda m: params.get(m.group(1), m.group(0)), text)
+    paths = artifacts or {}
+    return _ARTIFACT_PATH_RE.sub(lambda m: paths.get((m.group(1), m.group(2)), m.group(0)), text)
 
 
 def _container_of(spec: Mapping[str, Any], key: str, task: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,10 +283,13 @@ def _container_of(spec: Mapping[str, Any], key: str, task: Mapping[str, Any]) ->
 
 
 def _argv_and_env(
-    container: Mapping[str, Any], params: Mapping[str, str]
+    container: Mapping[str, Any],
+    params: Mapping[str, str],
+    artifacts: Optional[Mapping[tuple[str, str], str]] = None,
 ) -> tuple[list[str], dict[str, str]]:
     argv = [
-        _render(str(a), params) for a in container.get("command", []) + container.get("args", [])
+        _render(str(a), params, artifacts)
+        for a in container.get("command", []) + container.get("args", [])
     ]
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable  # the image is ignored; run with the test's interpreter
@@ -681,7 +723,8 @@ class FakeVertex:
                 container = custom_job["job_spec"]["worker_pool_specs"][0]["container_spec"]
             except ValueError as exc:
                 custom_job_error, container = str(exc), {}
-        argv, env = _argv_and_env(container, _parameter_values(task))
+        artifacts = _artifact_paths(spec, key, task, job_dir / ARTIFACTS_DIR)
+        argv, env = _argv_and_env(container, _parameter_values(task, spec), artifacts)
         dag_keys = spec.get("root", {}).get("dag", {}).get("tasks", {})
         upstream, all_upstream_completed = _trigger(key, task, dag_keys)
         return TaskRun(
