@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from hydra.core.utils import (
     JobReturn,
@@ -164,10 +164,8 @@ def _submit_and_watch(
     local_cwd: str,
 ) -> Dict[int, JobReturn]:
     where = backend.location.console_url or backend.location.resource_name
-    record = new_record(settings, run, backend.location, watched)
-    files = StatusFiles(record, watched)
     returns: Dict[int, JobReturn] = {}
-    attach_hint = attach_command(record.record_dir) if backend.outlives_launcher else ""
+    attach_hint = attach_command(run.record_path.parents[2]) if backend.outlives_launcher else ""
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
         collected = collect(storage, job, task, f"run {where}", attach_hint)
@@ -177,6 +175,25 @@ def _submit_and_watch(
     streamer = None
     if not backend.steps_share_filesystem:
         streamer = LogStreamer(storage, settings.log_upload_interval)
+    record = submit_and_watch(settings, backend, run, watched, on_job_done, streamer)
+    if not settings.wait:
+        return _detached(record, by_num, local_cwd)
+    return returns
+
+
+def submit_and_watch(
+    settings: VertexPipelineLauncherConf,
+    backend: PipelineBackend,
+    run: RunContext,
+    watched: List[WatchedJob],
+    on_job_done: Callable[[WatchedJob, TaskStatus], Outcome],
+    streamer: Optional[LogStreamer] = None,
+) -> RunRecord:
+    """Records the run, submits run.spec_path and, with settings.wait, watches it to its end
+    (on_job_done as each task ends); Ctrl-C, SIGTERM or SIGHUP cancel it (as settings say)."""
+    where = backend.location.console_url or backend.location.resource_name
+    record = new_record(settings, run, backend.location, watched)
+    files = StatusFiles(record, watched)
     watcher = Watcher(
         backend, files, on_job_done, settings.poll_interval, settings.max_poll_interval, streamer
     )
@@ -189,9 +206,8 @@ def _submit_and_watch(
             log.info(f"Submitted {backend.location.resource_name}")
             if backend.location.console_url:
                 log.info(f"Follow it at {backend.location.console_url}")
-            if not settings.wait:
-                return _detached(record, by_num, local_cwd)
-            watcher.watch()
+            if settings.wait:
+                watcher.watch()
     except KeyboardInterrupt as interrupt:
         _interrupted(settings, backend, watcher, run, where)
         if isinstance(interrupt, StopSignal):
@@ -203,7 +219,7 @@ def _submit_and_watch(
     except Exception:
         _watch_failed(backend, watcher, run, where)
         raise
-    return returns
+    return record
 
 
 def new_record(
@@ -271,7 +287,11 @@ def _new_run(
     settings: VertexPipelineLauncherConf, master_config: DictConfig, record_dir: Path
 ) -> RunContext:
     """record_dir: the sweep dir, or a single run's own dir."""
-    job_name = str(master_config.hydra.job.name)
+    return new_run(settings, str(master_config.hydra.job.name), record_dir)
+
+
+def new_run(settings: VertexPipelineLauncherConf, job_name: str, record_dir: Path) -> RunContext:
+    """A new run of the pipeline named by settings (else job_name), recorded in record_dir."""
     pipeline_name = pipeline_slug(settings.pipeline_name or job_name)
     run_id = new_run_id(pipeline_name)
     staging_root = settings.staging_root or str(record_dir / RUNS_DIR)
