@@ -1,0 +1,269 @@
+"""Hydra apps as pipeline components: the factory's compiled arguments, and hand-built
+pipelines of unchanged Hydra apps run on the local backend and through the fake Vertex."""
+
+# No `from __future__ import annotations` here: kfp reads the pipeline functions' annotations.
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+from apputil import APPS, read_json
+from fake_vertex import FakeVertex
+from kfp import compiler, dsl
+from vertexutil import LOCATION, PROJECT
+
+from hydra_plugins.hydra_vertex_pipeline_launcher.components import hydra_component, run_pipeline
+
+IMAGE = "europe-docker.pkg.dev/test-proj/repo/apps:1"
+make_rows = hydra_component(
+    "make-rows",
+    IMAGE,
+    ["python", str(APPS / "make_rows.py")],
+    parameters={
+        "rows": int,
+        "scale": float,
+        "label": str,
+        "shuffle": bool,
+        "tags": List[str],
+        "fail": bool,
+    },
+    outputs=["data"],
+)
+sum_rows = hydra_component(
+    "sum-rows",
+    IMAGE,
+    ["python", str(APPS / "sum_rows.py")],
+    parameters={"factor": float},
+    inputs=["data"],
+    outputs=["summary"],
+    overrides=["hydra.job.chdir=true"],
+)
+
+
+@dsl.pipeline(name="rows")
+def rows_pipeline(factor: float, fail: bool = False):
+    made = make_rows(
+        rows=3, scale=0.5, label="two words", shuffle=True, tags=["a", "b c"], fail=fail
+    )
+    made.set_display_name("make rows")
+    sum_rows(factor=factor, data=made.outputs["data"]).set_display_name("sum rows")
+
+
+def _meeting(name: str) -> Any:
+    return hydra_component(
+        name,
+        IMAGE,
+        ["python", str(APPS / "rendezvous.py")],
+        parameters={"+board": str, "+x": int, "+wait_for": int},
+    )
+
+
+def test_the_compiled_spec_holds_hydra_style_arguments(tmp_path: Path) -> None:
+    spec_path = tmp_path / "rows.yaml"
+    compiler.Compiler().compile(rows_pipeline, str(spec_path))
+    spec = yaml.safe_load(spec_path.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert executors["exec-make-rows"]["container"]["args"] == [
+        "rows={{$.inputs.parameters['rows']}}",
+        "scale={{$.inputs.parameters['scale']}}",
+        "label={{$.inputs.parameters['label']}}",
+        "shuffle={{$.inputs.parameters['shuffle']}}",
+        "tags={{$.inputs.parameters['tags']}}",
+        "fail={{$.inputs.parameters['fail']}}",
+        "data={{$.outputs.artifacts['data'].path}}",
+    ]
+    assert executors["exec-sum-rows"]["container"]["args"] == [
+        "hydra.job.chdir=true",
+        "factor={{$.inputs.parameters['factor']}}",
+        "data={{$.inputs.artifacts['data'].path}}",
+        "summary={{$.outputs.artifacts['summary'].path}}",
+    ]
+    assert executors["exec-sum-rows"]["container"]["command"] == [
+        "python",
+        str(APPS / "sum_rows.py"),
+    ]
+    wired = spec["root"]["dag"]["tasks"]["sum-rows"]["inputs"]["artifacts"]["data"]
+    assert wired == {
+        "taskOutputArtifact": {"outputArtifactKey": "data", "producerTask": "make-rows"}
+    }
+
+
+def test_keys_become_the_components_inputs_and_outputs(tmp_path: Path) -> None:
+    component = hydra_component(
+        "keys", IMAGE, ["python", "app.py"], {"optim.lr": float, "+seed": int}, (), ["out.dir"]
+    )
+
+    @dsl.pipeline(name="keys")
+    def keys() -> None:
+        task = component(optim_lr=0.1, seed=3)
+        assert set(task.outputs) == {"out_dir"}
+
+    compiler.Compiler().compile(keys, str(tmp_path / "keys.yaml"))
+    args = yaml.safe_load((tmp_path / "keys.yaml").read_text())["deploymentSpec"]["executors"]
+    assert args["exec-keys"]["container"]["args"] == [
+        "optim.lr={{$.inputs.parameters['optim_lr']}}",
+        "+seed={{$.inputs.parameters['seed']}}",
+        "out.dir={{$.outputs.artifacts['out_dir'].path}}",
+    ]
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (dict(parameters={"d": dict}), "pass it as an artifact"),
+        (dict(command="python app.py"), "command is a list of strings"),
+        (dict(parameters={"a-b": int}), "not a Hydra config key"),
+        (dict(parameters={"a.b": int, "a_b": int}), "rename one"),
+    ],
+)
+def test_what_hydra_cannot_read_back_is_refused(call: Dict[str, Any], error: str) -> None:
+    arguments = {"command": ["python", "app.py"], **call}
+    with pytest.raises((TypeError, ValueError), match=error):
+        hydra_component("bad", IMAGE, **arguments)
+
+
+def _assert_rows_ran(received: Dict[str, Any], summary: Dict[str, Any]) -> None:
+    """Each value reached the app with its type, as Hydra parsed the rendered override."""
+    assert received["rows"] == [3, "int"]
+    assert received["scale"] == [0.5, "float"]
+    assert received["label"] == ["two words", "str"]
+    assert received["shuffle"] == [True, "bool"]
+    assert received["tags"] == [["a", "b c"], "list"]
+    assert summary == {"count": 3, "total": (0 + 0.5 + 1.0) * 4}
+
+
+def test_the_local_backend_runs_two_apps_wired_by_an_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = run_pipeline(rows_pipeline, {"factor": 4}, output_dir=str(tmp_path / "pipelines"))
+
+    assert run.succeeded, run
+    made, summed = run.tasks["make-rows"], run.tasks["sum-rows"]
+    assert made.display_name == "make rows" and made.state == "SUCCEEDED"
+    data = made.artifacts["data"]
+    assert data == run.run_dir / "pipeline_root" / "make-rows" / "data"
+    _assert_rows_ran(
+        json.loads(data.read_text())["received"], read_json(summed.artifacts["summary"])
+    )
+    # Each step is its app's own Hydra run, in this dir, with the overrides the step passed.
+    (summed_run,) = [
+        p for p in tmp_path.glob("outputs/*/*/.hydra/overrides.yaml") if "factor=" in p.read_text()
+    ]
+    hydra_yaml = yaml.safe_load((summed_run.parent / "hydra.yaml").read_text())
+    assert "hydra.job.chdir=true" in hydra_yaml["hydra"]["overrides"]["hydra"]
+    assert yaml.safe_load(summed_run.read_text()) == [
+        "factor=4",
+        f"data={data}",
+        f"summary={summed.artifacts['summary']}",
+    ]
+    assert (
+        read_json(run.run_dir / "tasks" / "sum-rows" / "vertex_status.json")["state"] == "SUCCEEDED"
+    )
+    assert read_json(run.run_dir / "run.json")["state"] == "SUCCEEDED"
+
+
+def test_a_failed_step_stops_the_steps_that_need_its_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = run_pipeline(rows_pipeline, {"factor": 1, "fail": True}, output_dir=str(tmp_path))
+
+    assert run.state == "FAILED"
+    made, summed = run.tasks["make-rows"], run.tasks["sum-rows"]
+    assert made.state == "FAILED"
+    assert "make_rows was told to fail" in str(made.error)
+    assert summed.state == "FAILED" and "not started" in str(summed.error)
+    assert not summed.artifacts["summary"].exists()
+    assert not (run.run_dir / "steps" / "sum-rows.log").exists()
+
+
+def test_independent_steps_run_in_parallel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    board = tmp_path / "board"
+    first, second = _meeting("first"), _meeting("second")
+
+    @dsl.pipeline(name="meet")
+    def meet() -> None:
+        # Each waits until both have started: only steps run at once get past it.
+        first(board=str(board), x=1, wait_for=2)
+        second(board=str(board), x=2, wait_for=2)
+
+    run = run_pipeline(meet, output_dir=str(tmp_path), local={"max_parallel": 2})
+
+    assert run.succeeded, run
+    spans = [read_json(board / f"{x}.json") for x in (1, 2)]
+    assert max(s["start"] for s in spans) < min(s["end"] for s in spans)
+
+
+def test_settings_that_shape_the_launchers_own_steps_are_refused(tmp_path: Path) -> None:
+    from hydra_plugins.hydra_vertex_pipeline_launcher.config import LauncherConfigError
+
+    with pytest.raises(LauncherConfigError, match=r"retries=2 .*task.set_retry"):
+        run_pipeline(rows_pipeline, {"factor": 1}, output_dir=str(tmp_path), retries=2)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_same_pipeline_runs_on_vertex_with_the_launchers_settings(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    run = run_pipeline(
+        rows_pipeline,
+        {"factor": 4},
+        backend="vertex",
+        output_dir=str(tmp_path),
+        project=PROJECT,
+        location=LOCATION,
+        api_endpoint=fake_vertex.endpoint,
+        staging_root=f"gs://{gcs_bucket}/hydra",
+        service_account="steps@test-proj.iam.gserviceaccount.com",
+        labels={"team": "ml"},
+        poll_interval=0.2,
+        max_poll_interval=1,
+        request_timeout=20,
+    )
+
+    assert run.succeeded, run
+    assert run.console_url and run.run_id in run.console_url
+    job = fake_vertex.jobs[run.run_id]
+    body = job.body
+    assert body["runtimeConfig"]["gcsOutputDirectory"] == (
+        f"gs://{gcs_bucket}/hydra/{run.run_id}/pipeline_root"
+    )
+    assert body["serviceAccount"] == "steps@test-proj.iam.gserviceaccount.com"
+    assert body["labels"]["team"] == "ml"
+    artifacts = fake_vertex.scratch_root / run.run_id / "pipeline_root"
+    received = json.loads((artifacts / "make-rows" / "data").read_text())["received"]
+    _assert_rows_ran(received, read_json(artifacts / "sum-rows" / "summary"))
+    status = read_json(run.run_dir / "tasks" / "sum-rows" / "vertex_status.json")
+    assert status["state"] == "SUCCEEDED" and status["display_name"] == "sum rows"
+
+
+def test_the_two_step_example_runs_as_a_user_runs_it(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    example = Path(__file__).parents[1] / "example_app"
+    shutil.copytree(example, tmp_path / "example_app")
+    proc = subprocess.run(
+        [sys.executable, "example_app/two_step_pipeline.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    model_path = _said_path(proc.stdout, "model_path:")
+    model = read_json(model_path)
+    assert model_path.is_relative_to(tmp_path)
+    assert abs(model["w"] - 3.0) < 0.5 and model["val_loss"] < 0.1
+    points = read_json(_said_path(proc.stdout, "out:"))
+    assert len(points["train"]) == 200
+
+
+def _said_path(stdout: str, label: str) -> Path:
+    (line,) = [line for line in stdout.splitlines() if line.strip().startswith(label)]
+    return Path(line.split(label, 1)[1].strip())
