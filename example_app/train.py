@@ -34,18 +34,27 @@ def fit(points: list[tuple[float, float]], lr: float, epochs: int) -> tuple[floa
     return w, b
 
 
-@hydra.main(version_base=None, config_path="conf", config_name="config")
-def train(cfg: DictConfig) -> float:
+def load_data(cfg: DictConfig) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """The points prepare.py wrote to data.path, else points made here."""
+    if cfg.data.path:
+        with open(cfg.data.path, encoding="utf-8") as f:
+            split = json.load(f)
+        return [tuple(p) for p in split["train"]], [tuple(p) for p in split["val"]]
     rng = random.Random(cfg.seed)
     data = make_data(cfg.data.n_train + cfg.data.n_val, cfg.data.noise, rng)
-    train_set, val_set = data[: cfg.data.n_train], data[cfg.data.n_train :]
+    return data[: cfg.data.n_train], data[cfg.data.n_train :]
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def train(cfg: DictConfig) -> float:
+    train_set, val_set = load_data(cfg)
     w, b = fit(train_set, cfg.lr, cfg.epochs)
     val_loss = mse(val_set, w, b)
     log.info(
         f"lr={cfg.lr} epochs={cfg.epochs} seed={cfg.seed}: "
         f"w={w:.3f} b={b:.3f} val_loss={val_loss:.5f}"
     )
-    with open("model.json", "w", encoding="utf-8") as f:
+    with open(cfg.model_path, "w", encoding="utf-8") as f:
         json.dump({"w": w, "b": b, "val_loss": val_loss}, f)
     return val_loss
 
