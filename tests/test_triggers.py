@@ -18,13 +18,13 @@ from hydra_plugins.hydra_vertex_pipeline_launcher._backend_vertex import (
 from hydra_plugins.hydra_vertex_pipeline_launcher._build import _chain_lanes
 from hydra_plugins.hydra_vertex_pipeline_launcher.config import settings_from
 
-# Appends its name to the file `board`, then exits with `code` (an int constant reaches the
-# local backend as "3.0").
+# Appends its name to the file `board`, then exits with `code` (an int constant renders "3" on
+# both backends, as on Vertex).
 MARK = (
     "import sys, time\n"
     "open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')\n"
     "time.sleep(0.3)\n"
-    "sys.exit(int(float(sys.argv[3])))\n"
+    "sys.exit(int(sys.argv[3]))\n"
 )
 
 
