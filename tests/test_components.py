@@ -84,6 +84,11 @@ def test_the_compiled_spec_holds_hydra_style_arguments(tmp_path: Path) -> None:
         "python",
         str(APPS / "sum_rows.py"),
     ]
+    # An app whose config picks this launcher runs in its step, not as a pipeline of its own.
+    for executor in executors.values():
+        assert executor["container"]["env"] == [
+            {"name": "HYDRA_VERTEX_PIPELINE_STEP", "value": "1"}
+        ]
     wired = spec["root"]["dag"]["tasks"]["sum-rows"]["inputs"]["artifacts"]["data"]
     assert wired == {
         "taskOutputArtifact": {"outputArtifactKey": "data", "producerTask": "make-rows"}
@@ -198,6 +203,21 @@ def test_independent_steps_run_in_parallel(tmp_path: Path, monkeypatch: pytest.M
     assert max(s["start"] for s in spans) < min(s["end"] for s in spans)
 
 
+def test_what_the_local_backend_cannot_run_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    @dsl.pipeline(name="conditional")
+    def conditional(fail: bool = False):
+        with dsl.If(fail == True):  # noqa: E712 - kfp's condition syntax
+            make_rows(rows=1, scale=1.0, label="a", shuffle=False, tags=[], fail=fail)
+
+    with pytest.raises(ValueError, match="sub-pipeline .* container steps only"):
+        run_pipeline(conditional, output_dir=str(tmp_path))
+    assert not list(tmp_path.glob("**/run.json")) and not (tmp_path / "outputs").exists()
+
+
 def test_settings_that_shape_the_launchers_own_steps_are_refused(tmp_path: Path) -> None:
     from hydra_plugins.hydra_vertex_pipeline_launcher.config import LauncherConfigError
 
@@ -262,8 +282,54 @@ def test_the_two_step_example_runs_as_a_user_runs_it(tmp_path: Path) -> None:
     assert abs(model["w"] - 3.0) < 0.5 and model["val_loss"] < 0.1
     points = read_json(_said_path(proc.stdout, "out:"))
     assert len(points["train"]) == 200
+    # train.py's config picks this launcher; in its step it ran there, launching nothing.
+    assert not list(tmp_path.glob("outputs/**/vertex_pipeline"))
 
 
 def _said_path(stdout: str, label: str) -> Path:
     (line,) = [line for line in stdout.splitlines() if line.strip().startswith(label)]
     return Path(line.split(label, 1)[1].strip())
+
+
+SLEEPY_SCRIPT = """
+import logging, sys
+from kfp import dsl
+from hydra_plugins.hydra_vertex_pipeline_launcher.components import hydra_component, run_pipeline
+
+app, board, output_dir = sys.argv[1:]
+sleeper = hydra_component(
+    "sleeper", "img", ["python", app], parameters={"+board": str, "+x": int, "+sleep": float}
+)
+
+@dsl.pipeline(name="sleepy")
+def sleepy():
+    sleeper(board=board, x=1, sleep=60.0)
+
+logging.basicConfig(level=logging.INFO)
+run_pipeline(sleepy, output_dir=output_dir)
+"""
+
+
+def test_ctrl_c_cancels_the_pipeline_and_stops_its_steps(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from apputil import wait_until
+
+    board, script = tmp_path / "board", tmp_path / "sleepy.py"
+    script.write_text(SLEEPY_SCRIPT)
+    args = [sys.executable, str(script), str(APPS / "rendezvous.py"), str(board), str(tmp_path)]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_until(lambda: (board / "1.json").exists())
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+
+    assert proc.returncode != 0
+    assert b"Cancelled local:sleepy-" in output
+    (run_json,) = tmp_path.glob("vertex_pipeline/*/run.json")
+    assert read_json(run_json)["state"] == "CANCELLED"
+    status = read_json(run_json.parent / "tasks" / "sleeper" / "vertex_status.json")
+    assert status["state"] == "CANCELLED"
+    with pytest.raises(ProcessLookupError):
+        os.kill(read_json(board / "1.json")["pid"], 0)
