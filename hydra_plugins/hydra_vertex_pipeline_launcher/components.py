@@ -28,14 +28,25 @@ a bool and None). Pass other text in an artifact, or as a fixed, Hydra-quoted ov
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    get_args,
+    get_origin,
+)
 
 if TYPE_CHECKING:
     from ._pipeline_run import PipelineRun
     from .config import VertexPipelineLauncherConf
 
-# The parameter types whose values Hydra reads back from Vertex's text as they were sent.
-PARAMETER_TYPES = (int, float, str, bool, list, List[int], List[float], List[str], List[bool])
+# The parameter types whose values Hydra reads back from Vertex's text as they were sent (and
+# lists of them).
+SCALAR_TYPES = (int, float, str, bool)
 
 
 def hydra_component(
@@ -152,7 +163,9 @@ def _input_names(name: str, keys: List[str]) -> Dict[str, str]:
 
 
 def _check_type(name: str, key: str, kind: Any) -> None:
-    if kind not in PARAMETER_TYPES:
+    items = get_args(kind)
+    is_list = kind is list or (get_origin(kind) is list and len(items) == 1)
+    if kind not in SCALAR_TYPES and not (is_list and all(t in SCALAR_TYPES for t in items)):
         raise TypeError(
             f"hydra_component({name!r}): parameter {key!r} has the type {kind!r}; Hydra reads "
             "back from Vertex's text only int, float, str, bool and lists of them (a dict "
