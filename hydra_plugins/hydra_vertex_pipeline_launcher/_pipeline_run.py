@@ -114,7 +114,9 @@ def _settings(
     settings: Optional[VertexPipelineLauncherConf],
     launcher_settings: Mapping[str, Any],
 ) -> VertexPipelineLauncherConf:
-    """The run's settings, checked as the launcher checks hydra.launcher."""
+    """The run's settings, checked as the launcher checks hydra.launcher. Step settings given
+    as keywords are refused; a settings object (e.g. an app's whole hydra.launcher) may carry
+    them, unused."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -129,8 +131,8 @@ def _settings(
             raise LauncherConfigError(f"run_pipeline: {e}") from e
         settings = OmegaConf.to_object(merged)  # type: ignore[assignment]
         assert isinstance(settings, VertexPipelineLauncherConf)
+        _refuse_step_settings(settings)
     conf = dataclasses.replace(settings, backend=backend or settings.backend)
-    _refuse_step_settings(conf)
     # Each component names its own image: the launcher's is neither needed nor used.
     validate(dataclasses.replace(conf, image=conf.image or "(each component's own)"))
     return conf
@@ -139,7 +141,7 @@ def _settings(
 def _refuse_step_settings(conf: VertexPipelineLauncherConf) -> None:
     defaults = VertexPipelineLauncherConf()
     for name, instead in STEP_SETTINGS.items():
-        if name != "image" and getattr(conf, name) != getattr(defaults, name):
+        if getattr(conf, name) != getattr(defaults, name):
             raise LauncherConfigError(
                 f"run_pipeline: {name}={getattr(conf, name)!r} shapes the launcher's own steps, "
                 f"not a hand-built pipeline's; set it on the task instead: {instead}."

@@ -121,8 +121,10 @@ def run_pipeline(
 
     The settings are hydra.launcher's, as keyword arguments (`project=`, `location=`,
     `staging_root=` (the run's pipeline root is under it), `service_account=`, `labels=`,
-    `network=`, `request_timeout=`, ...) or a `settings` object. On the local backend the
-    steps' artifacts are in `<output_dir>/vertex_pipeline/<run id>/pipeline_root/<task>/<name>`.
+    `network=`, `request_timeout=`, ...) or a `settings` object (its settings that shape the
+    launcher's own steps, such as image or retries, are not used: set them on the tasks). On
+    the local backend the steps' artifacts are in
+    `<output_dir>/vertex_pipeline/<run id>/pipeline_root/<task>/<name>`.
     """
     from ._pipeline_run import run
 
