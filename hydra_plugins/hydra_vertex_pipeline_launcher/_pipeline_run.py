@@ -4,17 +4,15 @@ run record and watcher, the way a sweep's pipeline goes through them."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from ._backend import TaskStatus
+from ._backend import RunContext, State, TaskStatus
 from ._backend_local import PIPELINE_ROOT
 from ._backends import make_backend
 from ._flow import new_run, submit_and_watch
-from ._layout import JOB_STATUS_FILE
 from ._spec import output_artifacts, read_spec, read_steps, task_display_names
 from ._watch import Outcome, WatchedJob
 from .config import (
@@ -78,35 +76,50 @@ def run(
     settings: Optional[VertexPipelineLauncherConf],
     launcher_settings: Mapping[str, Any],
 ) -> PipelineRun:
-    from kfp import compiler
-
     conf = _settings(backend, settings, launcher_settings)
     name = getattr(pipeline, "name", None)
     if not isinstance(name, str) or not hasattr(pipeline, "pipeline_spec"):
         raise TypeError(f"run_pipeline runs a @dsl.pipeline function; got {pipeline!r}.")
     run_ctx = new_run(conf, name, Path(output_dir).absolute())
     pipeline_backend = make_backend(conf, run_ctx)
+    outcomes: Dict[str, Outcome] = {}
+
+    def on_task_done(job: WatchedJob, task: TaskStatus) -> Outcome:
+        """A component's step leaves nothing for the launcher to collect: its outputs are
+        artifacts."""
+        outcomes[job.task_name] = Outcome(task.state, task.error)
+        return outcomes[job.task_name]
+
     try:
-        run_ctx.spec_path.parent.mkdir(parents=True, exist_ok=True)
-        compiler.Compiler().compile(pipeline, str(run_ctx.spec_path), pipeline_parameters=arguments)
-        if conf.backend == "local":
-            # What the local backend cannot run is said before anything is recorded.
-            read_steps(run_ctx.spec_path, run_ctx.local_dir / PIPELINE_ROOT)
-        spec = read_spec(run_ctx.spec_path)
+        spec = _compile(pipeline, arguments, run_ctx, conf.backend)
         watched = _watched(spec, run_ctx.local_dir / TASKS_DIR)
-        record = submit_and_watch(conf, pipeline_backend, run_ctx, watched, _outcome)
+        record = submit_and_watch(conf, pipeline_backend, run_ctx, watched, on_task_done)
     finally:
         pipeline_backend.close()
     result = PipelineRun(
         run_id=run_ctx.run_id,
         state=record.state,
         error=record.error,
-        tasks=_task_results(spec, record.jobs, watched, run_ctx.local_dir, conf.backend),
+        tasks=_task_results(spec, watched, outcomes, run_ctx.local_dir, conf.backend),
         run_dir=run_ctx.local_dir,
         console_url=pipeline_backend.location.console_url,
     )
     _log_outcome(result)
     return result
+
+
+def _compile(
+    pipeline: Any, arguments: Dict[str, Any], run_ctx: RunContext, backend: str
+) -> Dict[str, Any]:
+    """Compiles the pipeline, its arguments as its parameters' defaults, into the run's spec."""
+    from kfp import compiler
+
+    run_ctx.spec_path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline, str(run_ctx.spec_path), pipeline_parameters=arguments)
+    if backend == "local":
+        # What the local backend cannot run is said before anything is recorded.
+        read_steps(run_ctx.spec_path, run_ctx.local_dir / PIPELINE_ROOT)
+    return read_spec(run_ctx.spec_path)
 
 
 def _settings(
@@ -155,37 +168,26 @@ def _watched(spec: Dict[str, Any], tasks_dir: Path) -> List[WatchedJob]:
     ]
 
 
-def _outcome(job: WatchedJob, task: TaskStatus) -> Outcome:
-    """A component's step has nothing for the launcher to collect: its outputs are artifacts."""
-    return Outcome(task.state, task.error)
-
-
 def _task_results(
     spec: Dict[str, Any],
-    jobs: Mapping[int, Any],
     watched: List[WatchedJob],
+    outcomes: Mapping[str, Outcome],
     run_dir: Path,
     backend: str,
 ) -> Dict[str, TaskResult]:
+    """Each task's outcome (PENDING when the run was not waited for)."""
     outputs = output_artifacts(spec)
     results = {}
     for job in watched:
-        entry = jobs[job.num]
-        status = _status_error(job.local_dir)
+        outcome = outcomes.get(job.task_name, Outcome(State.PENDING))
         artifacts = {}
         if backend == "local":
             root = run_dir / PIPELINE_ROOT / job.task_name
             artifacts = {name: root / name for name in outputs[job.task_name]}
-        results[job.task_name] = TaskResult(job.display_name, entry.state, status, artifacts)
+        results[job.task_name] = TaskResult(
+            job.display_name, outcome.state.value, outcome.error, artifacts
+        )
     return results
-
-
-def _status_error(task_dir: Path) -> Optional[str]:
-    try:
-        error = json.loads((task_dir / JOB_STATUS_FILE).read_text(encoding="utf-8"))["error"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return str(error) if error else None
 
 
 def _log_outcome(result: PipelineRun) -> None:
