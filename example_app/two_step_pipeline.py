@@ -54,9 +54,11 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--project", help="vertex: the Google Cloud project id")
     parser.add_argument("--location", default="us-central1", help="vertex: the region")
     parser.add_argument("--staging-root", help="vertex: gs://bucket/prefix (the pipeline root)")
-    parser.add_argument("--image", default=LOCAL_IMAGE, help="vertex: the image of both steps")
+    parser.add_argument("--image", help="vertex: the image of both steps (example_app/Dockerfile)")
     parser.add_argument("--lr", type=float, default=0.1)
     args = parser.parse_args(argv)
+    if args.backend == "vertex" and not (args.project and args.staging_root and args.image):
+        parser.error("--backend vertex needs --project, --staging-root and --image")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
 
     settings: Dict[str, Any] = {}
@@ -66,7 +68,8 @@ def main(argv: List[str]) -> int:
             "location": args.location,
             "staging_root": args.staging_root,
         }
-    run = run_pipeline(make_pipeline(args.image), {"lr": args.lr}, backend=args.backend, **settings)
+    pipeline = make_pipeline(args.image or LOCAL_IMAGE)
+    run = run_pipeline(pipeline, {"lr": args.lr}, backend=args.backend, **settings)
     print(f"Pipeline run {run.run_id}: {run.state}; its record and step logs: {run.run_dir}")
     if run.console_url:
         print(f"Vertex console: {run.console_url}")

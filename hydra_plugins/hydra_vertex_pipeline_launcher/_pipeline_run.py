@@ -26,19 +26,20 @@ log = logging.getLogger(__name__)
 
 # Settings that shape the launcher's own steps; a hand-built pipeline's tasks carry their own.
 STEP_SETTINGS = {
-    "image": "the component's image (hydra_component(name, image, ...))",
-    "resources": "task.set_cpu_limit(...), set_memory_limit, set_accelerator_type",
-    "retries": "task.set_retry(...)",
-    "enable_caching": "task.set_caching_options(...)",
-    "env": "task.set_env_variable(...)",
-    "timeout": "the app itself",
-    "max_parallel": "task.after(...)",
-    "machine_type": "google-cloud-pipeline-components' create_custom_training_job_from_component",
-    "boot_disk_size_gb": "google-cloud-pipeline-components' CustomJob wrapper",
-    "spot": "google-cloud-pipeline-components' CustomJob wrapper",
-    "max_wait_duration": "google-cloud-pipeline-components' CustomJob wrapper",
-    "restart_job_on_worker_restart": "google-cloud-pipeline-components' CustomJob wrapper",
-    "resume": "nothing: a pipeline run starts afresh",
+    "image": "each component names its image: hydra_component(name, image, ...)",
+    "resources": "set them on the task: task.set_cpu_limit(...), set_memory_limit(...), ...",
+    "retries": "set them on the task: task.set_retry(...)",
+    "enable_caching": "set it on the task: task.set_caching_options(...)",
+    "env": "set it on the task: task.set_env_variable(...)",
+    "timeout": "a time limit of the launcher's own step; give the app its own",
+    "max_parallel": "order the tasks with task.after(...)",
+    "machine_type": "wrap the component with google-cloud-pipeline-components' "
+    "create_custom_training_job_from_component",
+    "boot_disk_size_gb": "a CustomJob setting: see machine_type",
+    "spot": "a CustomJob setting: see machine_type",
+    "max_wait_duration": "a CustomJob setting: see machine_type",
+    "restart_job_on_worker_restart": "a CustomJob setting: see machine_type",
+    "resume": "a pipeline run always runs every task",
 }
 TASKS_DIR = "tasks"
 
@@ -46,7 +47,7 @@ TASKS_DIR = "tasks"
 @dataclass(frozen=True)
 class TaskResult:
     display_name: str
-    state: str  # SUCCEEDED, FAILED, CANCELLED; PENDING or RUNNING when not waited for
+    state: str  # SUCCEEDED, FAILED, CANCELLED; PENDING when not waited for (wait=False)
     error: Optional[str]
     # Each output artifact's path, by its name (local backend; on Vertex, see the console).
     artifacts: Dict[str, Path]
@@ -157,7 +158,7 @@ def _refuse_step_settings(conf: VertexPipelineLauncherConf) -> None:
         if getattr(conf, name) != getattr(defaults, name):
             raise LauncherConfigError(
                 f"run_pipeline: {name}={getattr(conf, name)!r} shapes the launcher's own steps, "
-                f"not a hand-built pipeline's; set it on the task instead: {instead}."
+                f"not a hand-built pipeline's tasks: {instead}."
             )
 
 
