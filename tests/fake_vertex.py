@@ -43,6 +43,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -215,7 +216,8 @@ def stringify_parameter(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         # Struct numbers are doubles, so an int parameter arrives as 3.0 but renders as "3".
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
+        # 'f' never uses an exponent: 1e-05 renders as "0.00001".
+        return str(int(value)) if float(value).is_integer() else format(Decimal(repr(value)), "f")
     return json.dumps(_integral(value), separators=(",", ":"))
 
 

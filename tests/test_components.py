@@ -218,6 +218,50 @@ def test_what_the_local_backend_cannot_run_is_refused_before_anything_runs(
     assert not list(tmp_path.glob("**/run.json")) and not (tmp_path / "outputs").exists()
 
 
+ECHO = "import json, sys; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))"
+
+
+@dsl.container_component
+def echo(board: str, count: int, tiny: float, huge: float, flag: bool, xs: List[float]):
+    return dsl.ContainerSpec(
+        image=IMAGE, command=["python", "-c"], args=[ECHO, board, count, tiny, huge, flag, xs]
+    )
+
+
+@pytest.mark.parametrize("backend", ["local", "vertex"])
+def test_both_backends_render_parameters_as_vertex_does(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    board = tmp_path / "argv.json"
+
+    @dsl.pipeline(name="echo")
+    def echoed(count: int):
+        echo(board=str(board), count=count, tiny=1e-05, huge=1e20, flag=False, xs=[1.0, 2.5])
+
+    settings: Dict[str, Any] = {}
+    if backend == "vertex":
+        fake = request.getfixturevalue("fake_vertex")
+        settings = dict(
+            project=PROJECT,
+            location=LOCATION,
+            api_endpoint=fake.endpoint,
+            staging_root=f"gs://{request.getfixturevalue('gcs_bucket')}/hydra",
+            poll_interval=0.2,
+            max_poll_interval=1,
+        )
+    run = run_pipeline(echoed, {"count": 3}, backend=backend, output_dir=str(tmp_path), **settings)
+
+    assert run.succeeded, run
+    # Go's FormatFloat(x, 'f', -1, 64) for numbers (Struct numbers are doubles), JSON for lists.
+    assert json.loads(board.read_text()) == [
+        "3",
+        "0.00001",
+        "100000000000000000000",
+        "false",
+        "[1,2.5]",
+    ]
+
+
 def test_settings_that_shape_the_launchers_own_steps_are_refused(tmp_path: Path) -> None:
     from hydra_plugins.hydra_vertex_pipeline_launcher.config import LauncherConfigError
 
