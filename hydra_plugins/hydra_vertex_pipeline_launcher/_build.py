@@ -45,6 +45,8 @@ class _Shape:
 
     settings: VertexPipelineLauncherConf
     jobs: List[ComposedJob]
+    # Whether one of its jobs waits for another's task (lanes).
+    follows: bool = False
     # Compiled by kfp: the shape's task alone, and (with lanes) started after another task.
     head: Optional[Task] = None
     follower: Optional[Task] = None
@@ -80,9 +82,9 @@ def build_pipeline(
         staged=staged,
         run_id=run_root_uri.rstrip("/").rsplit("/", 1)[-1],
     )
-    shapes = _shapes(jobs, job_settings)
     lanes = settings.max_parallel or 0
-    spec = _compile_shapes(list(shapes.values()), steps, pipeline_name, lanes)
+    shapes = _shapes(jobs, job_settings, lanes)
+    spec = _compile_shapes(list(shapes.values()), steps, pipeline_name)
     shape_of = {job.num: shape for shape in shapes.values() for job in shape.jobs}
     keys = [f"{TASK_PREFIX}-{job.num}" for job in jobs]
     tasks: Dict[str, Task] = {}
@@ -97,14 +99,16 @@ def build_pipeline(
 
 
 def _shapes(
-    jobs: List[ComposedJob], job_settings: Dict[int, VertexPipelineLauncherConf]
+    jobs: List[ComposedJob], job_settings: Dict[int, VertexPipelineLauncherConf], lanes: int
 ) -> Dict[str, _Shape]:
     """Jobs by shape, in the order of their first job. Two jobs whose settings differ in any
     field are two shapes, so a new step setting needs nothing here."""
     shapes: Dict[str, _Shape] = {}
-    for job in jobs:
+    for index, job in enumerate(jobs):
         conf = job_settings[job.num]
-        shapes.setdefault(repr(conf), _Shape(conf, [])).jobs.append(job)
+        shape = shapes.setdefault(repr(conf), _Shape(conf, []))
+        shape.jobs.append(job)
+        shape.follows = shape.follows or bool(lanes and index >= lanes)
     return shapes
 
 
@@ -119,7 +123,7 @@ def _task_inputs(
     return inputs
 
 
-def _compile_shapes(shapes: List[_Shape], steps: _Steps, name: str, lanes: int) -> Dict[str, Any]:
+def _compile_shapes(shapes: List[_Shape], steps: _Steps, name: str) -> Dict[str, Any]:
     """kfp compiles each shape's task(s), SHAPES_PER_COMPILE shapes per pipeline; returns the
     merged spec (its components and executors, no tasks) and fills each shape's templates."""
     from google.protobuf import json_format
@@ -127,7 +131,7 @@ def _compile_shapes(shapes: List[_Shape], steps: _Steps, name: str, lanes: int) 
     spec: Dict[str, Any] = {}
     for first in range(0, len(shapes), SHAPES_PER_COMPILE):
         batch = shapes[first : first + SHAPES_PER_COMPILE]
-        pipeline = _shapes_pipeline(batch, first, steps, name, lanes)
+        pipeline = _shapes_pipeline(batch, first, steps, name)
         compiled = json_format.MessageToDict(pipeline.pipeline_spec)
         _take_templates(batch, compiled)
         if spec:
@@ -139,10 +143,11 @@ def _compile_shapes(shapes: List[_Shape], steps: _Steps, name: str, lanes: int) 
     return spec
 
 
-def _shapes_pipeline(shapes: List[_Shape], first: int, steps: _Steps, name: str, lanes: int) -> Any:
-    """One kfp pipeline with, per shape, its first job's task and, with lanes, a second task
-    after it. Each shape's component has a name of its own: kfp names tasks, components and
-    executors after it, unique across the pipelines of one build."""
+def _shapes_pipeline(shapes: List[_Shape], first: int, steps: _Steps, name: str) -> Any:
+    """One kfp pipeline with, per shape, its first job's task and, if a job of the shape
+    follows another in a lane, a second task after it. Each shape's component has a name of
+    its own: kfp names tasks, components and executors after it, unique across the pipelines
+    of one build."""
     from kfp import dsl
 
     @dsl.pipeline(name=name, description=DESCRIPTION)
@@ -151,7 +156,7 @@ def _shapes_pipeline(shapes: List[_Shape], first: int, steps: _Steps, name: str,
             component = _component_for(shape, steps, f"{TASK_PREFIX}-s{number}")
             head = _shape_task(component, shape, steps)
             shape.head = {"name": head.name}
-            if lanes and len(shape.jobs) > lanes:
+            if shape.follows:
                 follower = _shape_task(component, shape, steps)
                 _chain_lanes([head, follower], 1)
                 shape.follower = {"name": follower.name}
@@ -202,7 +207,7 @@ def _share_identical_components(spec: Dict[str, Any], shapes: List[_Shape]) -> N
     executors = spec["deploymentSpec"]["executors"]
     first_of: Dict[str, str] = {}
     same_as: Dict[str, str] = {}
-    for name, component in list(components.items()):
+    for name, component in sorted(components.items()):
         label = component["executorLabel"]
         content = {**component, "executorLabel": None, "executor": executors[label]}
         first = first_of.setdefault(json.dumps(content, sort_keys=True), name)
