@@ -16,7 +16,7 @@ import gc
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ._compose import ComposedJob
 from ._customjob import CustomJobSteps, machine_shape, run_wide
@@ -32,6 +32,8 @@ TASK_PREFIX = "hydra-job"
 SHAPES_PER_COMPILE = 50
 
 Task = Dict[str, Any]  # one task of the compiled spec's DAG, as its YAML holds it
+# A shape's task names in the pipeline kfp compiled: its task alone, and the one after it.
+TaskNames = Tuple[str, Optional[str]]
 
 
 def job_inputs(
@@ -118,9 +120,10 @@ def _build(
     keys = [f"{TASK_PREFIX}-{job.num}" for job in jobs]
     tasks: Dict[str, Task] = {}
     for index, job in enumerate(jobs):
-        upstream = keys[index - lanes] if lanes and index >= lanes else None
+        upstream = _lane_upstream(index, lanes)
+        upstream_key = None if upstream is None else keys[upstream]
         inputs = _task_inputs(job, shape_of[job.num].settings, steps)
-        tasks[keys[index]] = _job_task(shape_of[job.num], job.display_name, inputs, upstream)
+        tasks[keys[index]] = _job_task(shape_of[job.num], job.display_name, inputs, upstream_key)
     spec["root"]["dag"]["tasks"] = tasks
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     _write_spec(spec, spec_path)
@@ -137,8 +140,13 @@ def _shapes(
         conf = job_settings[job.num]
         shape = shapes.setdefault(repr(conf), _Shape(conf, []))
         shape.jobs.append(job)
-        shape.follows = shape.follows or bool(lanes and index >= lanes)
+        shape.follows = shape.follows or _lane_upstream(index, lanes) is not None
     return shapes
+
+
+def _lane_upstream(index: int, lanes: int) -> Optional[int]:
+    """The job whose end the index-th job waits for, with `lanes` steps at once (0: no cap)."""
+    return index - lanes if lanes and index >= lanes else None
 
 
 def _task_inputs(
@@ -160,9 +168,9 @@ def _compile_shapes(shapes: List[_Shape], steps: _Steps, name: str) -> Dict[str,
     spec: Dict[str, Any] = {}
     for first in range(0, len(shapes), SHAPES_PER_COMPILE):
         batch = shapes[first : first + SHAPES_PER_COMPILE]
-        pipeline = _shapes_pipeline(batch, first, steps, name)
+        pipeline, names = _shapes_pipeline(batch, first, steps, name)
         compiled = json_format.MessageToDict(pipeline.pipeline_spec)
-        _take_templates(batch, compiled)
+        _take_templates(batch, names, compiled)
         if spec:
             spec["components"].update(compiled["components"])
             spec["deploymentSpec"]["executors"].update(compiled["deploymentSpec"]["executors"])
@@ -172,25 +180,29 @@ def _compile_shapes(shapes: List[_Shape], steps: _Steps, name: str) -> Dict[str,
     return spec
 
 
-def _shapes_pipeline(shapes: List[_Shape], first: int, steps: _Steps, name: str) -> Any:
+def _shapes_pipeline(
+    shapes: List[_Shape], first: int, steps: _Steps, name: str
+) -> Tuple[Any, List[TaskNames]]:
     """One kfp pipeline with, per shape, its first job's task and, if a job of the shape
     follows another in a lane, a second task after it. Each shape's component has a name of
     its own: kfp names tasks, components and executors after it, unique across the pipelines
     of one build."""
     from kfp import dsl
 
+    names: List[TaskNames] = []
+
     @dsl.pipeline(name=name, description=DESCRIPTION)
     def hydra_sweep() -> None:
         for number, shape in enumerate(shapes, start=first):
             component = _component_for(shape, steps, f"{TASK_PREFIX}-s{number}")
             head = _shape_task(component, shape, steps)
-            shape.head = {"name": head.name}
+            follower = None
             if shape.follows:
                 follower = _shape_task(component, shape, steps)
                 _chain_lanes([head, follower], 1)
-                shape.follower = {"name": follower.name}
+            names.append((head.name, follower.name if follower else None))
 
-    return hydra_sweep
+    return hydra_sweep, names
 
 
 def _component_for(shape: _Shape, steps: _Steps, name: str) -> Any:
@@ -218,14 +230,12 @@ def _shape_task(component: Any, shape: _Shape, steps: _Steps) -> Any:
     return task
 
 
-def _take_templates(shapes: List[_Shape], compiled: Dict[str, Any]) -> None:
+def _take_templates(shapes: List[_Shape], names: List[TaskNames], compiled: Dict[str, Any]) -> None:
     tasks = compiled["root"]["dag"].pop("tasks")
-    for shape in shapes:
-        assert shape.head is not None
-        head_name = shape.head["name"]
+    for shape, (head_name, follower_name) in zip(shapes, names):
         shape.head = tasks[head_name]
-        if shape.follower is not None:
-            shape.follower = tasks[shape.follower["name"]]
+        if follower_name is not None:
+            shape.follower = tasks[follower_name]
             # Its upstream task is replaced by each job's own: kfp must have compiled just one.
             assert shape.follower["dependentTasks"] == [head_name], shape.follower
 
