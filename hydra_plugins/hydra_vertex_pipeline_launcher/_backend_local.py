@@ -27,7 +27,7 @@ from ._backend import (
     TaskStatus,
     utc_now,
 )
-from ._spec import LocalStep, Trigger, read_steps, read_triggers
+from ._spec import LocalStep, Trigger, read_spec, read_steps, read_triggers
 
 TERMINATE_GRACE_SECONDS = 5.0
 CONSOLE_TAIL_CHARS = 2000
@@ -56,14 +56,15 @@ class LocalBackend:
         self._closing = False
 
     def submit(self, spec_path: Path) -> None:
-        steps = read_steps(spec_path, self.pipeline_root)
+        spec = read_spec(spec_path)
+        steps = read_steps(spec, self.pipeline_root)
         self.console_dir.mkdir(parents=True, exist_ok=True)
         for step in steps:
             for folder in step.artifact_dirs:
                 folder.mkdir(parents=True, exist_ok=True)
         self._tasks = {step.task_name: TaskStatus(State.PENDING) for step in steps}
         self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="vertex-local")
-        self._triggers = read_triggers(spec_path)
+        self._triggers = read_triggers(spec)
         with self._lock:
             self._waiting = {step.task_name: step for step in steps}
             self._start_ready()

@@ -117,10 +117,11 @@ def _compile(
 
     run_ctx.spec_path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline, str(run_ctx.spec_path), pipeline_parameters=arguments)
+    spec = read_spec(run_ctx.spec_path)
     if backend == "local":
         # What the local backend cannot run is said before anything is recorded.
-        read_steps(run_ctx.spec_path, run_ctx.local_dir / PIPELINE_ROOT)
-    return read_spec(run_ctx.spec_path)
+        read_steps(spec, run_ctx.local_dir / PIPELINE_ROOT)
+    return spec
 
 
 def _settings(
