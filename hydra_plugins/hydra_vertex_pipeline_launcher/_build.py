@@ -1,6 +1,7 @@
 """Build: one KFP v2 pipeline, one container task per job, compiled by kfp's own compiler."""
 # No `from __future__ import annotations`: kfp reads the component's annotations as types.
 
+import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List
@@ -30,7 +31,7 @@ def build_pipeline(
     """
     from kfp import compiler, dsl
 
-    component = _job_component(settings, run_root_uri, staged.shared_digest)
+    component = _job_component(settings, run_root_uri, staged)
     custom_jobs = _custom_job_steps(component, settings, jobs)
     run_id = run_root_uri.rstrip("/").rsplit("/", 1)[-1]
     task_jobs: Dict[str, int] = {}
@@ -42,7 +43,7 @@ def build_pipeline(
         tasks = []
         for job in jobs:
             job_conf = job_settings[job.num]
-            inputs = {"job_num": str(job.num), "job_digest": staged.job_digests[job.num]}
+            inputs = job_inputs(job, staged, job_conf)
             shape = machine_shape(job_conf)
             if shape is None:
                 task = component(**inputs)
@@ -63,6 +64,19 @@ def build_pipeline(
     return task_jobs
 
 
+def job_inputs(
+    job: ComposedJob, staged: StagedRun, settings: VertexPipelineLauncherConf
+) -> Dict[str, str]:
+    """What makes a job's step its own: its task's input constants (settings: the job's)."""
+    if staged.command is not None:
+        # One argv element per override, exactly as the sweeper wrote it.
+        return {
+            "job_num": str(job.num),
+            "overrides": json.dumps(staged.command.job_overrides[job.num]),
+        }
+    return {"job_num": str(job.num), "job_digest": staged.job_digests[job.num]}
+
+
 def _custom_job_steps(
     component: Any, settings: VertexPipelineLauncherConf, jobs: List[ComposedJob]
 ) -> CustomJobSteps:
@@ -71,7 +85,7 @@ def _custom_job_steps(
 
 
 def _job_component(
-    settings: VertexPipelineLauncherConf, run_root_uri: str, shared_digest: str
+    settings: VertexPipelineLauncherConf, run_root_uri: str, staged: StagedRun
 ) -> Any:
     from kfp import dsl
 
@@ -79,28 +93,44 @@ def _job_component(
     fixed_args = [
         "--run-root",
         run_root_uri,
-        "--shared-digest",
-        shared_digest,
         "--log-upload-interval",
         str(settings.log_upload_interval),
         "--request-timeout",
         str(settings.request_timeout),
-        "--python",
-        f"{sys.version_info.major}.{sys.version_info.minor}",
     ]
     if settings.timeout is not None:
         # Enforced by the step itself, so it holds on every backend.
         fixed_args += ["--timeout", str(settings.timeout)]
+    command = ["python", "-m", REMOTE_MODULE]
+    if staged.command is not None:
+        app_command = ["--", *staged.command.args]
+
+        @dsl.container_component
+        def hydra_command_job(job_num: str, overrides: str) -> dsl.ContainerSpec:
+            return dsl.ContainerSpec(
+                image=image,
+                command=command,
+                args=[*fixed_args, "--execution", "command", "--job", job_num,
+                      "--overrides", overrides, *app_command],
+            )  # fmt: skip
+
+        return hydra_command_job
+    fixed_args += ["--shared-digest", staged.shared_digest, "--python", _python_version()]
 
     @dsl.container_component
     def hydra_job(job_num: str, job_digest: str) -> dsl.ContainerSpec:
         return dsl.ContainerSpec(
             image=image,
-            command=["python", "-m", REMOTE_MODULE],
+            command=command,
             args=[*fixed_args, "--job", job_num, "--job-digest", job_digest],
         )
 
     return hydra_job
+
+
+def _python_version() -> str:
+    """cloudpickle needs the same minor version in the step: the step checks it."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def _configure_task(task: Any, settings: VertexPipelineLauncherConf, display_name: str) -> None:

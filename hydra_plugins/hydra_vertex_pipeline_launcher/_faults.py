@@ -4,10 +4,12 @@ outcome is pickled for the launcher, wherever the job ran."""
 
 from __future__ import annotations
 
+import logging
+import traceback
 from typing import Any, Callable, Tuple
 
 import cloudpickle
-from hydra.core.utils import JobStatus
+from hydra.core.utils import JobReturn, JobStatus
 
 
 class JobExited(RuntimeError):
@@ -41,3 +43,13 @@ def pickle_outcome(
         # e.g. a Hydra callback that set FAILED without an exception: still say something.
         trace = f"the job ended {status.name} with {value!r}"
     return status, pickled, trace
+
+
+def log_failure(job_return: JobReturn) -> str:
+    """Puts the traceback into the job's own log, and returns it for the launcher."""
+    error = job_return._return_value
+    if job_return.status is JobStatus.COMPLETED or not isinstance(error, BaseException):
+        return ""
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    logging.getLogger(str(job_return.task_name or __name__)).error(f"Job failed:\n{trace}")
+    return trace

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from . import _layout
 from ._app_main import MainScript, import_main
 from ._compose import DirKeys, job_output_dir
-from ._faults import JobExited
+from ._faults import JobExited, log_failure
 from ._handback import HandBack, StepOutcome, same_dir, streaming_log
 from ._storage import Storage
 
@@ -82,7 +82,7 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     live_log = _layout.job_live_log(args.job)
     with streaming_log(storage, hand_back, live_log, args.log_upload_interval):
         job_return = _run(parts["hydra_context"], task_function, sweep_config, dir_keys)
-        trace = _log_failure(job_return)
+        trace = log_failure(job_return)
     if trace and problem:  # likely why it failed (`__main__.X` not found): say it in the terminal
         trace += f"\n{problem}"
     return StepOutcome(
@@ -211,13 +211,3 @@ def _run(
             status=JobStatus.FAILED,
             _return_value=e,
         )
-
-
-def _log_failure(job_return: JobReturn) -> str:
-    """Puts the traceback into the job's own log, and returns it for the launcher."""
-    error = job_return._return_value
-    if job_return.status is JobStatus.COMPLETED or not isinstance(error, BaseException):
-        return ""
-    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    logging.getLogger(str(job_return.task_name or __name__)).error(f"Job failed:\n{trace}")
-    return trace
