@@ -49,7 +49,7 @@ CALLBACK = "vertex_pipeline_handback"
 CALLBACK_TARGET = "hydra_plugins.hydra_vertex_pipeline_launcher._command_callback.HandBackToStep"
 # What the step sets for each job: a user's own value of these would move its outputs, and
 # Hydra's own hydra.mode=MULTIRUN would make the job launch a sweep of its own.
-STEP_SET_KEYS = ("hydra.run.dir", "hydra.job.num", "hydra.job.id", "hydra.mode")
+STEP_SET_KEYS = ("hydra.run.dir", "hydra.job.name", "hydra.job.num", "hydra.job.id", "hydra.mode")
 STDERR_TAIL_BYTES = 8000
 SHOWN_TAIL_CHARS = 2000
 # How long the job's process gets to print its stacks at the time limit before it is killed.
@@ -100,7 +100,7 @@ def default_command(launch_dir: str) -> List[str]:
 
 def job_overrides(job: ComposedJob, launch_dir: str, in_container: bool) -> List[str]:
     """The job's Hydra overrides as composed (each exactly as the sweeper wrote it), then where
-    its outputs go and its number and id, as the launcher composed them."""
+    its outputs go and its name, number and id, as the launcher composed them."""
     config = job.sweep_config
     hydra_overrides = [
         o for o in config.hydra.overrides.hydra if str(o).split("=", 1)[0] not in STEP_SET_KEYS
@@ -109,7 +109,7 @@ def job_overrides(job: ComposedJob, launch_dir: str, in_container: bool) -> List
     if in_container:
         output_dir = container_path(output_dir, launch_dir)
     placed = ["hydra.mode=RUN", f"hydra.run.dir={escape_special_characters(output_dir)}"]
-    for key in ("num", "id"):
+    for key in ("name", "num", "id"):
         value = OmegaConf.select(config, f"hydra.job.{key}")
         if value is not None:  # unset for a run without -m
             placed.append(f"hydra.job.{key}={escape_special_characters(str(value))}")
