@@ -1,0 +1,1 @@
+Command mode: `hydra.launcher.execution=command` runs each job's step as the app's own command in the image (`hydra.launcher.command`, by default the way the app was started) with the job's overrides passed exactly as the sweeper wrote them; a Hydra callback hands the return value back, and outputs, logs, status files, time limits and failures behave as in payload mode.
