@@ -4,6 +4,7 @@ overrides, and the job behaves as with Hydra's basic launcher and as in payload 
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from typing import Dict
 
 import pytest
 import yaml
-from apputil import APPS, read_json, run_app
+from apputil import APPS, read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
 from hydra.core.utils import JobStatus
 from test_job_faults import _launch
@@ -154,6 +155,21 @@ def test_a_raising_job_names_the_apps_file_and_line_everywhere(tmp_path: Path) -
     error = read_json(sweep / "0" / "vertex_status.json")["error"]
     for shown in (proc.stderr, error, (sweep / "0" / "own_names.log").read_text()):
         assert where in shown and "x=1 fails on purpose" in shown
+
+
+def test_a_cancelled_run_cancels_the_jobs_command_too(tmp_path: Path) -> None:
+    sweep = tmp_path / "m"
+    args = ["-m", "+x=1", "+fault=hang", LOCAL, COMMAND, f"hydra.sweep.dir={sweep}"]
+    launcher = start_app("faults.py", args, tmp_path)
+    try:
+        wait_until(lambda: (sweep / "0" / "before.txt").is_file(), timeout=120)
+        launcher.send_signal(signal.SIGTERM)
+        launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    # As a payload step's: the job was cancelled, it did not fail.
+    assert read_json(sweep / "0" / "vertex_status.json")["state"] == "CANCELLED"
+    assert not (sweep / "0" / "vertex_result.pkl").exists()
 
 
 def test_a_command_that_dies_before_its_job_starts_says_why(tmp_path: Path) -> None:

@@ -217,7 +217,7 @@ class CommandJob:
                 start_new_session=True,
             )
         self.stderr.start(self._proc)
-        with _forwarded_signals(self._proc):
+        with _forwarded_signals(self._proc) as stopped_by:
             while True:
                 try:
                     returncode = self._proc.wait(timeout=0.2)
@@ -225,6 +225,8 @@ class CommandJob:
                 except subprocess.TimeoutExpired:
                     self._learn_where()
         self.stderr.join()
+        if stopped_by:
+            _end_by_signal(stopped_by[0])
         return returncode
 
     def _learn_where(self) -> bool:
@@ -328,20 +330,32 @@ def _signal_group(proc: subprocess.Popen[bytes], signum: Optional[int]) -> None:
 
 
 @contextmanager
-def _forwarded_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+def _forwarded_signals(proc: subprocess.Popen[bytes]) -> Iterator[List[int]]:
     """A step asked to stop (a cancelled run) stops its job's process group too: it is not in
-    the step's own."""
+    the step's own. Yields the signals received."""
+    received: List[int] = []
 
     def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
         _signal_group(proc, signum)
 
     try:
         previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
     except ValueError:  # not the main thread
-        yield
+        yield received
         return
     try:
-        yield
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _end_by_signal(signum: int) -> None:
+    """Ends the step as the signal would have, handing back nothing, as a payload step's end:
+    the run was cancelled, the job did not fail."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)  # where the signal does not end a process
