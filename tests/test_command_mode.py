@@ -3,6 +3,7 @@ overrides, and the job behaves as with Hydra's basic launcher and as in payload 
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import signal
 import subprocess
@@ -155,6 +156,17 @@ def test_a_raising_job_names_the_apps_file_and_line_everywhere(tmp_path: Path) -
     error = read_json(sweep / "0" / "vertex_status.json")["error"]
     for shown in (proc.stderr, error, (sweep / "0" / "own_names.log").read_text()):
         assert where in shown and "x=1 fails on purpose" in shown
+
+
+def test_a_retried_steps_last_attempt_speaks_as_in_payload_mode(tmp_path: Path) -> None:
+    sweep = tmp_path / "m"
+    args = ["+x=1", "+then=succeed", f"+board={tmp_path / 'board'}", LOCAL, COMMAND]
+    proc = _sweep("retried.py", tmp_path, sweep, *args, "hydra.launcher.retries=1")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "board").iterdir()) == ["attempt-1", "attempt-2"]
+    assert read_json(sweep / "0" / "vertex_status.json")["state"] == "SUCCEEDED"
+    result = pickle.loads((sweep / "0" / "vertex_result.pkl").read_bytes())
+    assert result["attempt"] == 2 and pickle.loads(result["value"]) == "attempt 2 succeeded"
 
 
 def test_a_cancelled_run_cancels_the_jobs_command_too(tmp_path: Path) -> None:
