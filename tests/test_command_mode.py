@@ -39,6 +39,7 @@ AWKWARD = [
     "+u='héllo_世界'",
     "+i='\\${x}'",
     "+l=[1,'a b',3]",
+    "+p='{{$.inputs.parameters[\"job_num\"]}}'",
 ]
 SWEPT = ["+x=1,2", "+fault=none", "+w='p q','r,s'"]
 

@@ -69,11 +69,10 @@ def job_inputs(
 ) -> Dict[str, str]:
     """What makes a job's step its own: its task's input constants (settings: the job's)."""
     if staged.command is not None:
-        # One argv element per override, exactly as the sweeper wrote it.
-        return {
-            "job_num": str(job.num),
-            "overrides": json.dumps(staged.command.job_overrides[job.num]),
-        }
+        # One argv element per override, exactly as the sweeper wrote it. "{" as JSON's \u007b:
+        # a value holding "{{$.inputs...}}" must not read as a placeholder to whoever renders.
+        overrides = json.dumps(staged.command.job_overrides[job.num]).replace("{", "\\u007b")
+        return {"job_num": str(job.num), "overrides": overrides}
     return {"job_num": str(job.num), "job_digest": staged.job_digests[job.num]}
 
 
