@@ -17,8 +17,9 @@ import yaml
 from apputil import APPS, read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
 from hydra.core.utils import JobStatus
+from test_customjob import needs_gcpc
 from test_job_faults import _launch
-from vertexutil import vertex_overrides
+from vertexutil import sweep_args, vertex_overrides
 
 from hydra_plugins.hydra_vertex_pipeline_launcher._faults import JobExited, JobTimedOut
 from hydra_plugins.hydra_vertex_pipeline_launcher.config import (
@@ -238,6 +239,21 @@ def test_on_vertex_each_step_runs_the_app_from_the_images_working_dir(
     assert status["state"] == "FAILED" and "the job timed out after 5 s" in status["error"]
     assert (hung / "before.txt").read_text() == "fault=hang\n"
     assert "the job timed out after 5 s" in (hung / "faults.log").read_text()
+
+
+def test_custom_job_steps_run_the_command_with_awkward_overrides_on_vertex(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    needs_gcpc()
+    sweep = tmp_path / "m"
+    settings = ["hydra.launcher.machine_type=n1-highmem-8", COMMAND]
+    args = sweep_args(fake_vertex, gcs_bucket, sweep, "+x=1", "+fault=none", *AWKWARD, *settings)
+    proc = run_app("faults.py", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert len(fake_vertex.custom_jobs) == 1
+    basic = _sweep("faults.py", tmp_path, tmp_path / "basic", "+x=1", "+fault=none", *AWKWARD)
+    assert basic.returncode == 0, basic.stderr
+    assert _hydra_files(sweep) == _hydra_files(tmp_path / "basic")
 
 
 @pytest.mark.parametrize(

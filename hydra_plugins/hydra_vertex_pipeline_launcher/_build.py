@@ -1,11 +1,11 @@
 """Build: one KFP v2 pipeline, one container task per job, compiled by kfp's own compiler."""
 # No `from __future__ import annotations`: kfp reads the component's annotations as types.
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
+from ._command import encode_overrides
 from ._compose import ComposedJob
 from ._customjob import CustomJobSteps, machine_shape, run_wide
 from ._customjob import configure_task as configure_custom_job_task
@@ -69,9 +69,7 @@ def job_inputs(
 ) -> Dict[str, str]:
     """What makes a job's step its own: its task's input constants (settings: the job's)."""
     if staged.command is not None:
-        # One argv element per override, exactly as the sweeper wrote it. "{" as JSON's \u007b:
-        # a value holding "{{$.inputs...}}" must not read as a placeholder to whoever renders.
-        overrides = json.dumps(staged.command.job_overrides[job.num]).replace("{", "\\u007b")
+        overrides = encode_overrides(staged.command.job_overrides[job.num])
         return {"job_num": str(job.num), "overrides": overrides}
     return {"job_num": str(job.num), "job_digest": staged.job_digests[job.num]}
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import quote, unquote
 
 from hydra._internal.grammar.utils import escape_special_characters
 from hydra.core.utils import JobStatus
@@ -54,6 +55,10 @@ STDERR_TAIL_BYTES = 8000
 SHOWN_TAIL_CHARS = 2000
 # How long the job's process gets to print its stacks at the time limit before it is killed.
 STACK_DUMP_SECONDS = 1.0
+# Kept as they are in a job's overrides input; all else is percent-encoded: a CustomJob step's
+# launcher inserts the input raw into a JSON payload (quotes, backslashes, control characters),
+# and any renderer could read "{{$...}}" in a value as a placeholder.
+PLAIN_CHARS = "".join(c for c in map(chr, range(0x20, 0x7F)) if c not in '"%\\{}')
 FORWARDED_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
 )
@@ -116,6 +121,16 @@ def job_overrides(job: ComposedJob, launch_dir: str, in_container: bool) -> List
     return [*map(str, hydra_overrides), *map(str, job.overrides), *placed]
 
 
+def encode_overrides(overrides: List[str]) -> str:
+    """A job's overrides as one task input: a JSON list, percent-encoded where unsafe."""
+    return quote(json.dumps(overrides, ensure_ascii=False), safe=PLAIN_CHARS)
+
+
+def decode_overrides(encoded: str) -> List[str]:
+    overrides: List[str] = json.loads(unquote(encoded))
+    return overrides
+
+
 def container_path(path: str, launch_dir: str) -> str:
     """The image's working dir stands for the launch dir: an absolute path inside it becomes
     relative, one outside it relative to its root (as payload steps map the sweep dir)."""
@@ -155,7 +170,7 @@ class CommandJob:
         self.storage = storage
         self.args = args
         self.command = runnable(command)
-        self.argv = [*self.command, *json.loads(args.overrides)]
+        self.argv = [*self.command, *decode_overrides(args.overrides)]
         self.hand_back = hand_back
         self.handback_dir = Path(tempfile.mkdtemp(prefix="hydra-vertex-step-"))
         self.stderr = StderrTail()

@@ -3,9 +3,9 @@
 `python -m hydra_plugins.hydra_vertex_pipeline_launcher._remote` in the container, in one of two
 modes (--execution): `payload` fetches and checks the job's pickled payload and runs its task
 here; `command` runs the app's own command (after `--`) with the job's overrides (--overrides,
-a JSON list). Either way the step hands back the job's output dir and result through the
-staging root, also when the task raised or exited, and when it ran past its time limit
-(--timeout), and exits non-zero when the job failed.
+see _command.encode_overrides). Either way the step hands back the job's output dir and result
+through the staging root, also when the task raised or exited, and when it ran past its time
+limit (--timeout), and exits non-zero when the job failed.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--execution", choices=EXECUTION_MODES, default="payload")
     parser.add_argument("--shared-digest", help="payload: the run's shared payload's SHA-256")
     parser.add_argument("--job-digest", help="payload: the job's payload's SHA-256")
-    parser.add_argument("--overrides", help="command: the job's overrides, a JSON list")
+    parser.add_argument("--overrides", help="command: the job's overrides (encode_overrides)")
     parser.add_argument("--log-upload-interval", type=float, default=15.0)
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument("--python", help="the launcher's Python, major.minor")
