@@ -83,6 +83,26 @@ def test_awkward_override_values_reach_each_job_as_with_the_basic_launcher(
     assert "payload.pkl" not in names and {"config.yaml", "result.pkl"} <= names
 
 
+def test_job_dirs_named_after_awkward_overrides_are_the_basic_launchers(tmp_path: Path) -> None:
+    # The job's output dir reaches its command as an override value itself.
+    named = [
+        "+x=1,2",
+        "+fault=none",
+        *AWKWARD[:5],
+        "hydra.sweep.subdir=${hydra.job.override_dirname}",
+    ]
+    basic = _sweep("faults.py", tmp_path, tmp_path / "basic", *named)
+    assert basic.returncode == 0, basic.stderr
+    ours = _sweep("faults.py", tmp_path, tmp_path / "ours", *named, LOCAL, COMMAND)
+    assert ours.returncode == 0, ours.stderr
+
+    expected = _hydra_files(tmp_path / "basic")
+    assert len(expected) == 4 and any("+q='say" in name for name in expected)
+    assert _hydra_files(tmp_path / "ours") == expected
+    for status in (tmp_path / "ours").glob("*/vertex_status.json"):
+        assert read_json(status)["state"] == "SUCCEEDED"
+
+
 def _optuna_results(sweep: Path, *args: str) -> Dict[str, object]:
     command = [sys.executable, str(EXAMPLE), "--config-name", "optuna", "-m", *args]
     command.append(f"hydra.sweep.dir={sweep}")

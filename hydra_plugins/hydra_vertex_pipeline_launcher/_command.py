@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote, unquote
 
-from hydra._internal.grammar.utils import escape_special_characters
+from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 
@@ -107,18 +107,26 @@ def job_overrides(job: ComposedJob, launch_dir: str, in_container: bool) -> List
     """The job's Hydra overrides as composed (each exactly as the sweeper wrote it), then where
     its outputs go and its name, number and id, as the launcher composed them."""
     config = job.sweep_config
-    hydra_overrides = [
-        o for o in config.hydra.overrides.hydra if str(o).split("=", 1)[0] not in STEP_SET_KEYS
-    ]
+    # As written: an override such as hydra.sweep.subdir=${hydra.job.override_dirname} holds
+    # an interpolation, which reading the list's items would resolve.
+    written = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)
+    assert isinstance(written, list)
+    hydra_overrides = [str(o) for o in written if str(o).split("=", 1)[0] not in STEP_SET_KEYS]
     output_dir = job_output_path(config, job.dir_keys)
     if in_container:
         output_dir = container_path(output_dir, launch_dir)
-    placed = ["hydra.mode=RUN", f"hydra.run.dir={escape_special_characters(output_dir)}"]
+    placed = ["hydra.mode=RUN", f"hydra.run.dir={_quoted(output_dir)}"]
     for key in ("name", "num", "id"):
         value = OmegaConf.select(config, f"hydra.job.{key}")
         if value is not None:  # unset for a run without -m
-            placed.append(f"hydra.job.{key}={escape_special_characters(str(value))}")
-    return [*map(str, hydra_overrides), *map(str, job.overrides), *placed]
+            shown = str(value) if isinstance(value, int) else _quoted(str(value))
+            placed.append(f"hydra.job.{key}={shown}")
+    return [*hydra_overrides, *map(str, job.overrides), *placed]
+
+
+def _quoted(value: str) -> str:
+    """value as a quoted override value that Hydra reads back as it is (commas, `=`, quotes)."""
+    return QuotedString(text=value, quote=Quote.single).with_quotes()
 
 
 def encode_overrides(overrides: List[str]) -> str:
