@@ -21,12 +21,8 @@ from test_customjob import needs_gcpc
 from test_job_faults import _launch
 from vertexutil import sweep_args, vertex_overrides
 
+from hydra_plugins.hydra_vertex_pipeline_launcher import config
 from hydra_plugins.hydra_vertex_pipeline_launcher._faults import JobExited, JobTimedOut
-from hydra_plugins.hydra_vertex_pipeline_launcher.config import (
-    LauncherConfigError,
-    settings_from,
-    validate,
-)
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 COMMAND = "hydra.launcher.execution=command"
@@ -287,7 +283,8 @@ def test_custom_job_steps_run_the_command_with_awkward_overrides_on_vertex(
 def test_wrong_execution_settings_name_the_setting_and_the_fix(
     node: Dict[str, object], named: str
 ) -> None:
-    settings = settings_from({"backend": "local", **node})
-    with pytest.raises(LauncherConfigError, match="hydra.launcher") as raised:
-        validate(settings)
+    # config's names as they are now: Hydra's plugin scan executes config.py again.
+    settings = config.settings_from({"backend": "local", **node})
+    with pytest.raises(config.LauncherConfigError, match="hydra.launcher") as raised:
+        config.validate(settings)
     assert named in str(raised.value)

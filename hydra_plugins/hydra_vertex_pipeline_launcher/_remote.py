@@ -45,7 +45,7 @@ def _job_runner(
     storage: Storage, args: argparse.Namespace, command: List[str], hand_back: HandBack
 ) -> JobRunner:
     if args.execution == "command":
-        from ._command import CommandJob
+        from ._command_step import CommandJob
 
         return CommandJob(storage, args, command, hand_back)
     from ._payload_step import PayloadJob
