@@ -213,6 +213,19 @@ def test_a_command_that_dies_before_its_job_starts_says_why(tmp_path: Path) -> N
     assert "no_such_app.py" in status["error"], "the tail of its stderr"
 
 
+def test_a_command_that_sweeps_fails_instead_of_launching_runs_from_its_step(
+    tmp_path: Path,
+) -> None:
+    sweep = tmp_path / "m"
+    command = f"hydra.launcher.command=[python,'{APPS / 'faults.py'}',-m]"
+    proc = _sweep("faults.py", tmp_path, sweep, "+x=1", "+fault=none", LOCAL, COMMAND, command)
+    assert proc.returncode != 0
+    error = read_json(sweep / "0" / "vertex_status.json")["error"]
+    assert "A pipeline step started a multirun with this launcher" in error
+    assert "hydra.launcher.command" in error
+    assert not (sweep / "0" / "vertex_pipeline").exists(), "no run was launched from the step"
+
+
 def test_a_run_without_multirun_runs_as_the_apps_command(tmp_path: Path) -> None:
     run_dir = tmp_path / "r"
     args = ["+x=2", "+fault=none", LOCAL, COMMAND, f"hydra.run.dir={run_dir}"]
