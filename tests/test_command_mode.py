@@ -227,6 +227,18 @@ def test_a_command_that_sweeps_fails_instead_of_launching_runs_from_its_step(
     assert len(runs) == 1, "no run was launched from the step"
 
 
+def test_an_in_process_launch_must_name_its_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # Launched from pytest: `python -m pytest` is no way to start the task in a step.
+    # By name: Hydra's plugin scan executes config.py again, a second LauncherConfigError.
+    with pytest.raises(Exception, match=r"hydra.launcher.command=\[python") as raised:
+        _launch([LOCAL, COMMAND, f"hydra.sweep.dir={tmp_path / 'm'}"], [["+x=1", "+fault=none"]])
+    assert type(raised.value).__name__ == "LauncherConfigError"
+    assert not (tmp_path / "m" / "vertex_pipeline").exists(), "refused before anything ran"
+
+
 def test_a_run_without_multirun_runs_as_the_apps_command(tmp_path: Path) -> None:
     run_dir = tmp_path / "r"
     args = ["+x=2", "+fault=none", LOCAL, COMMAND, f"hydra.run.dir={run_dir}"]

@@ -15,6 +15,7 @@ from typing import Dict, List
 from urllib.parse import quote, unquote
 
 from hydra.core.override_parser.types import Quote, QuotedString
+from hydra.types import TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from ._app_main import launching_main
@@ -41,13 +42,16 @@ class CommandPlan:
 
 
 def plan(
-    settings: VertexPipelineLauncherConf, jobs: List[ComposedJob], in_container: bool
+    settings: VertexPipelineLauncherConf,
+    jobs: List[ComposedJob],
+    in_container: bool,
+    task_function: TaskFunction,
 ) -> CommandPlan:
     first = jobs[0].sweep_config
     launch_dir = str(first.hydra.runtime.cwd)
-    command = [str(part) for part in settings.command or default_command(launch_dir)]
+    command = settings.command or default_command(launch_dir, task_function)
     args = [
-        *command,
+        *map(str, command),
         *_config_args(first, launch_dir, in_container),
         f"++hydra.callbacks.{CALLBACK}._target_={CALLBACK_TARGET}",
     ]
@@ -55,18 +59,21 @@ def plan(
     return CommandPlan(args=args, job_overrides=overrides)
 
 
-def default_command(launch_dir: str) -> List[str]:
-    """How this app was started: its script (relative to the launch dir when inside it) or its
-    `-m` module (a package's `__main__` too)."""
+def default_command(launch_dir: str, task_function: TaskFunction) -> List[str]:
+    """How this app was started, when its task is the started one's: its script (relative to
+    the launch dir when inside it) or `-m` module; a package's `__main__` that calls the task."""
+    task_module = str(getattr(task_function, "__module__", ""))
     main = launching_main(launch_dir)
-    if main is not None:
+    if main is not None and task_module == "__main__":
         return ["python", str(main.path)] if main.path else ["python", "-m", str(main.module)]
     spec_name = str(getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", ""))
-    if spec_name.endswith(".__main__"):
-        return ["python", "-m", spec_name.rpartition(".")[0]]
+    package = spec_name[: -len(".__main__")] if spec_name.endswith(".__main__") else ""
+    if package and (task_module == package or task_module.startswith(f"{package}.")):
+        return ["python", "-m", package]
     raise LauncherConfigError(
-        "hydra.launcher.execution=command: this app was not started from a script or module "
-        "a step can run. Set hydra.launcher.command to its entrypoint in the image, e.g. "
+        f"hydra.launcher.execution=command: the task ({task_module}) was not started as this "
+        "process's main script or module, so a step cannot start it the same way. Set "
+        "hydra.launcher.command to the app's entrypoint in the image, e.g. "
         "hydra.launcher.command=[python,train.py]."
     )
 

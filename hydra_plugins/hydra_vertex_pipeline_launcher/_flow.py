@@ -135,7 +135,8 @@ def _run_pipeline(
         in_container = not backend.steps_share_filesystem
         # Packed and built before anything is written: what they refuse leaves no half run.
         if settings.execution == "command":
-            staged = stage_readable(jobs, command_plan(settings, jobs, in_container))
+            plan = command_plan(settings, jobs, in_container, request.task_function)
+            staged = stage_readable(jobs, plan)
         else:
             staged = pack(jobs, request.task_function, request.hydra_context, in_container)
         with tempfile.TemporaryDirectory() as scratch:
