@@ -21,7 +21,8 @@ A task whose container is google-cloud-pipeline-components' CustomJob launcher i
 launcher has Vertex run it: its CustomJob payload is resolved (two placeholder passes), checked
 and recorded in ``fake.custom_jobs``, and worker pool 0's container runs instead of the launcher.
 
-Each task runs in ``scratch_root/<job id>/<task key>/`` (fresh per attempt) and logs to
+Each task runs in ``scratch_root/<job id>/<task key>/`` (fresh per attempt: a copy of
+``image_dir``, the image's working dir, when given) and logs to
 ``scratch_root/<job id>/<task key>.log``; its output artifacts are at
 ``scratch_root/<job id>/pipeline_root/<task key>/<name>`` (Vertex's pipeline root, as mounted
 in a step), which is what ``{{$.inputs.artifacts[...].path}}`` of a consumer renders to.
@@ -429,8 +430,11 @@ class FakeVertex:
         scratch_root: Path | str,
         env: Optional[Mapping[str, str]] = None,
         max_parallel: int = 4,
+        image_dir: Path | str | None = None,
     ) -> None:
         self.scratch_root = Path(scratch_root)
+        # The image's working dir: its files are in every task's working dir as it starts.
+        self.image_dir = Path(image_dir) if image_dir is not None else None
         self.env = dict(env or {})
         self.max_parallel = max(1, max_parallel)
         self.requests: collections.Counter[str] = collections.Counter()
@@ -821,7 +825,10 @@ class FakeVertex:
             return None
         # Each attempt gets a fresh working dir, as a new container would.
         shutil.rmtree(task.workdir, ignore_errors=True)
-        task.workdir.mkdir(parents=True)
+        if self.image_dir is not None:
+            shutil.copytree(self.image_dir, task.workdir)
+        else:
+            task.workdir.mkdir(parents=True)
         env = {**os.environ, **self.env, **task.env}
         with open(task.log_path, "ab") as log:
             try:

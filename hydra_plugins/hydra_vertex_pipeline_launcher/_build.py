@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from ._command import encode_overrides
 from ._compose import ComposedJob
 from ._customjob import CustomJobSteps, machine_shape, run_wide
 from ._customjob import configure_task as configure_custom_job_task
@@ -34,13 +35,6 @@ SHAPES_PER_COMPILE = 50
 Task = Dict[str, Any]  # one task of the compiled spec's DAG, as its YAML holds it
 # A shape's task names in the pipeline kfp compiled: its task alone, and the one after it.
 TaskNames = Tuple[str, Optional[str]]
-
-
-def job_inputs(
-    job: ComposedJob, staged: StagedRun, settings: VertexPipelineLauncherConf
-) -> Dict[str, str]:
-    """The input constants of a job's task: the only per-job values of its step's command."""
-    return {"job_num": str(job.num), "job_digest": staged.job_digests[job.num]}
 
 
 @dataclasses.dataclass
@@ -106,7 +100,7 @@ def _build(
     spec_path: Path,
     job_settings: Dict[int, VertexPipelineLauncherConf],
 ) -> Dict[str, int]:
-    component = _job_component(settings, run_root_uri, staged.shared_digest)
+    component = _job_component(settings, run_root_uri, staged)
     steps = _Steps(
         component=component,
         custom_jobs=_custom_job_steps(component, settings, jobs),
@@ -295,6 +289,17 @@ def _write_spec(spec: Dict[str, Any], spec_path: Path) -> None:
         yaml.dump(spec, out, Dumper=dumper, sort_keys=True)
 
 
+def job_inputs(
+    job: ComposedJob, staged: StagedRun, settings: VertexPipelineLauncherConf
+) -> Dict[str, str]:
+    """The input constants of a job's task: the only per-job values of its step's command
+    (settings: the job's)."""
+    if staged.command is not None:
+        overrides = encode_overrides(staged.command.job_overrides[job.num])
+        return {"job_num": str(job.num), "overrides": overrides}
+    return {"job_num": str(job.num), "job_digest": staged.job_digests[job.num]}
+
+
 def _custom_job_steps(
     component: Any, settings: VertexPipelineLauncherConf, jobs: List[ComposedJob]
 ) -> CustomJobSteps:
@@ -303,7 +308,7 @@ def _custom_job_steps(
 
 
 def _job_component(
-    settings: VertexPipelineLauncherConf, run_root_uri: str, shared_digest: str
+    settings: VertexPipelineLauncherConf, run_root_uri: str, staged: StagedRun
 ) -> Any:
     from kfp import dsl
 
@@ -311,28 +316,44 @@ def _job_component(
     fixed_args = [
         "--run-root",
         run_root_uri,
-        "--shared-digest",
-        shared_digest,
         "--log-upload-interval",
         str(settings.log_upload_interval),
         "--request-timeout",
         str(settings.request_timeout),
-        "--python",
-        f"{sys.version_info.major}.{sys.version_info.minor}",
     ]
     if settings.timeout is not None:
         # Enforced by the step itself, so it holds on every backend.
         fixed_args += ["--timeout", str(settings.timeout)]
+    command = ["python", "-m", REMOTE_MODULE]
+    if staged.command is not None:
+        app_command = ["--", *staged.command.args]
+
+        @dsl.container_component
+        def hydra_command_job(job_num: str, overrides: str) -> dsl.ContainerSpec:
+            return dsl.ContainerSpec(
+                image=image,
+                command=command,
+                args=[*fixed_args, "--execution", "command", "--job", job_num,
+                      "--overrides", overrides, *app_command],
+            )  # fmt: skip
+
+        return hydra_command_job
+    fixed_args += ["--shared-digest", staged.shared_digest, "--python", _python_version()]
 
     @dsl.container_component
     def hydra_job(job_num: str, job_digest: str) -> dsl.ContainerSpec:
         return dsl.ContainerSpec(
             image=image,
-            command=["python", "-m", REMOTE_MODULE],
+            command=command,
             args=[*fixed_args, "--job", job_num, "--job-digest", job_digest],
         )
 
     return hydra_job
+
+
+def _python_version() -> str:
+    """cloudpickle needs the same minor version in the step: the step checks it."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def _configure_task(task: Any, settings: VertexPipelineLauncherConf, display_name: str) -> None:

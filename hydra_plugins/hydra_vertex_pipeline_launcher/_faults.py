@@ -1,7 +1,15 @@
 """How a job ended when it did not return or raise on its own: raised in the step, unpickled by
-the launcher (importable by name on both sides, unlike the step's `__main__`)."""
+the launcher (importable by name on both sides, unlike the step's `__main__`); and how an
+outcome is pickled for the launcher, wherever the job ran."""
 
 from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any, Callable, Tuple
+
+import cloudpickle
+from hydra.core.utils import JobReturn, JobStatus
 
 
 class JobExited(RuntimeError):
@@ -10,3 +18,38 @@ class JobExited(RuntimeError):
 
 class JobTimedOut(TimeoutError):
     """The job ran past hydra.launcher.timeout; its step stopped it."""
+
+
+def pickle_outcome(
+    status: JobStatus,
+    value: Any,
+    trace: str,
+    dumps: Callable[[Any], bytes] = cloudpickle.dumps,
+) -> Tuple[JobStatus, bytes, str]:
+    """(status, pickled value, traceback): a value that cannot be pickled fails the job, saying
+    so, instead of losing it; a failure always says something."""
+    try:
+        pickled = dumps(value)
+    except Exception as e:  # noqa: BLE001 - an unpicklable value must not lose the job
+        what = "exception" if status is JobStatus.FAILED else "return value"
+        kind = type(value)
+        message = (
+            f"the job's {what} (a {kind.__module__}.{kind.__qualname__}) could not be pickled "
+            f"back to the launcher: {e!r}"
+        )
+        status, trace = JobStatus.FAILED, "\n".join(part for part in (trace, message) if part)
+        pickled = cloudpickle.dumps(RuntimeError(message))
+    if status is not JobStatus.COMPLETED and not trace:
+        # e.g. a Hydra callback that set FAILED without an exception: still say something.
+        trace = f"the job ended {status.name} with {value!r}"
+    return status, pickled, trace
+
+
+def log_failure(job_return: JobReturn) -> str:
+    """Puts the traceback into the job's own log, and returns it for the launcher."""
+    error = job_return._return_value
+    if job_return.status is JobStatus.COMPLETED or not isinstance(error, BaseException):
+        return ""
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    logging.getLogger(str(job_return.task_name or __name__)).error(f"Job failed:\n{trace}")
+    return trace

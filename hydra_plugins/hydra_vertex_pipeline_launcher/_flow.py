@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -36,14 +37,15 @@ from ._backend import (
 )
 from ._backends import make_backend
 from ._collect import LogStreamer, collect, composed_return, job_return
+from ._command import plan as command_plan
 from ._compose import ComposedJob, compose, compose_single
 from ._job_settings import settings_per_job
 from ._layout import RUNS_DIR
 from ._record import JobEntry, RunRecord, attach_command, reach_settings
-from ._stage import pack, upload
+from ._stage import pack, stage_readable, upload
 from ._storage import Storage, open_storage
 from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
-from .config import LauncherConfigError, VertexPipelineLauncherConf
+from .config import IN_STEP_ENV, LauncherConfigError, VertexPipelineLauncherConf
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,13 @@ def launch(
     initial_job_idx: int,
 ) -> List[JobReturn]:
     """A sweep's batch of jobs as one pipeline run, recorded in the sweep dir."""
+    if os.environ.get(IN_STEP_ENV):
+        # e.g. a command (execution=command) that sweeps: each job would launch a run again.
+        raise LauncherConfigError(
+            "A pipeline step started a multirun with this launcher, which would launch "
+            "pipeline runs from inside each step, without end. Remove -m (and hydra.mode="
+            "MULTIRUN) from the app's command (hydra.launcher.command)."
+        )
     setup_globals()
     configure_log(master_config.hydra.hydra_logging, master_config.hydra.verbose)
     jobs = compose(hydra_context, master_config, job_overrides, initial_job_idx)
@@ -125,7 +134,11 @@ def _run_pipeline(
 
         in_container = not backend.steps_share_filesystem
         # Packed and built before anything is written: what they refuse leaves no half run.
-        staged = pack(jobs, request.task_function, request.hydra_context, in_container)
+        if settings.execution == "command":
+            plan = command_plan(settings, jobs, in_container, request.task_function)
+            staged = stage_readable(jobs, plan)
+        else:
+            staged = pack(jobs, request.task_function, request.hydra_context, in_container)
         with tempfile.TemporaryDirectory() as scratch:
             compiled = Path(scratch) / run.spec_path.name
             task_jobs = build_pipeline(

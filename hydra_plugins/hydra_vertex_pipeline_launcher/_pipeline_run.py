@@ -40,6 +40,8 @@ STEP_SETTINGS = {
     "max_wait_duration": "a CustomJob setting: see machine_type",
     "restart_job_on_worker_restart": "a CustomJob setting: see machine_type",
     "resume": "a pipeline run always runs every task",
+    "execution": "each component runs its own command: hydra_component(name, image, command)",
+    "command": "each component runs its own command: hydra_component(name, image, command)",
 }
 TASKS_DIR = "tasks"
 

@@ -17,6 +17,7 @@ from omegaconf import Container, DictConfig, OmegaConf
 
 from . import _layout
 from ._app_main import MainScript, dumps_by_reference, dumps_by_value, launching_main
+from ._command import CommandPlan
 from ._compose import ComposedJob
 from ._storage import Storage
 from .config import LauncherConfigError
@@ -30,6 +31,8 @@ class StagedRun:
     job_digests: Dict[int, str]
     # Object name below the run's staging root -> its bytes.
     blobs: Dict[str, bytes]
+    # execution=command: what each step's command gets; no payload is staged then.
+    command: Optional[CommandPlan] = None
 
 
 class UnpicklableJobError(LauncherConfigError):
@@ -66,6 +69,14 @@ def pack(
         blobs[_layout.job_payload(job.num)] = payload
         blobs.update(_readable_configs(job))
     return StagedRun(shared_digest=sha256(shared), job_digests=job_digests, blobs=blobs)
+
+
+def stage_readable(jobs: List[ComposedJob], command: CommandPlan) -> StagedRun:
+    """Command mode: each step runs the app's own command, so only the readable configs go."""
+    blobs: Dict[str, bytes] = {}
+    for job in jobs:
+        blobs.update(_readable_configs(job))
+    return StagedRun(shared_digest="", job_digests={}, blobs=blobs, command=command)
 
 
 def _both_ways(parts: Dict[str, Any], main: Optional[MainScript]) -> Dict[str, Optional[bytes]]:

@@ -31,6 +31,8 @@ CUSTOM_JOB_SETTINGS = {
 }
 # What a run without -m does: become a one-step pipeline run, or run in this process as usual.
 SINGLE_RUN_MODES = ("pipeline", "in_process")
+# How a step runs its job: the cloudpickled task function, or the app's own command in the image.
+EXECUTION_MODES = ("payload", "command")
 
 
 @dataclass
@@ -99,6 +101,12 @@ class VertexPipelineLauncherConf:
     # Seconds a step may wait for its machine (Vertex's FLEX_START scheduling); not with spot.
     max_wait_duration: Optional[float] = None
     restart_job_on_worker_restart: bool = False
+    # "payload": each step runs the task function as pickled here; "command": each step runs
+    # the app's own entrypoint in the image with the job's overrides (see `command`).
+    execution: str = "payload"
+    # The app's entrypoint for execution=command, run in the image's working dir, e.g.
+    # ["python", "train.py"]; None: the way this app was started (script or -m module).
+    command: Optional[List[str]] = None
 
 
 @dataclass
@@ -128,6 +136,8 @@ def validate(conf: VertexPipelineLauncherConf) -> None:
 def _check_modes(conf: VertexPipelineLauncherConf) -> None:
     _check_choice(conf.backend, "backend", BACKENDS)
     _check_choice(conf.single_run, "single_run", SINGLE_RUN_MODES)
+    _check_choice(conf.execution, "execution", EXECUTION_MODES)
+    _check_command(conf)
     if not conf.wait and conf.backend == "local":
         raise LauncherConfigError(
             "hydra.launcher.wait=false: a local run cannot outlive its launcher. Use the vertex "
@@ -137,6 +147,22 @@ def _check_modes(conf: VertexPipelineLauncherConf) -> None:
         _require(conf.project, "project", "the Google Cloud project id, e.g. my-proj")
         _require(conf.image, "image", "the container image that has your app and this plugin")
         _require(conf.staging_root, "staging_root", "a Cloud Storage prefix, gs://my-bucket/hydra")
+
+
+def _check_command(conf: VertexPipelineLauncherConf) -> None:
+    if conf.command is None:
+        return
+    if conf.execution != "command":
+        raise LauncherConfigError(
+            f"hydra.launcher.command={list(conf.command)!r} is only run with "
+            "hydra.launcher.execution=command: set that too, or unset command."
+        )
+    if not conf.command or not all(str(part) for part in conf.command):
+        raise LauncherConfigError(
+            f"hydra.launcher.command={list(conf.command)!r}: give the app's entrypoint as a "
+            "list of non-empty words, e.g. hydra.launcher.command=[python,train.py], or null "
+            "for the way this app was started."
+        )
 
 
 def _check_staging_root(conf: VertexPipelineLauncherConf) -> None:
