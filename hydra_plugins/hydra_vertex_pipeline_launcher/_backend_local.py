@@ -17,7 +17,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -31,11 +31,14 @@ from ._backend import (
     utc_now,
 )
 from ._customjob import step_container
+from ._warm import WarmProcess, WarmStarter
 
 PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 TERMINATE_GRACE_SECONDS = 5.0
 CONSOLE_TAIL_CHARS = 2000
 ALL_UPSTREAM_TASKS_COMPLETED = "ALL_UPSTREAM_TASKS_COMPLETED"
+
+StepProcess = Union["subprocess.Popen[bytes]", WarmProcess]
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ class LocalBackend:
         self.console_dir = run.local_dir / "steps"
         self._lock = threading.Lock()
         self._tasks: Dict[str, TaskStatus] = {}
-        self._procs: Dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: Dict[str, StepProcess] = {}
+        self._warm = WarmStarter()
         self._cancelled = False
         self._pool: Optional[ThreadPoolExecutor] = None
         # Steps not started yet, and what each waits for.
@@ -156,6 +160,7 @@ class LocalBackend:
             self._closing = True
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        self._warm.close()
 
     def _run(self, step: LocalStep) -> None:
         """Never leaves a task unended: the watcher would wait for it forever."""
@@ -191,21 +196,31 @@ class LocalBackend:
             with self._lock:
                 if self._cancelled:
                     return None
-                proc = subprocess.Popen(
-                    step.argv,
-                    cwd=self.cwd,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    **_own_process_group(),
-                )
+                proc = self._start(step, env, out, console)
                 self._procs[step.task_name] = proc
                 self._tasks[step.task_name] = TaskStatus(State.RUNNING, started)
             returncode = proc.wait()
             with self._lock:
                 self._procs.pop(step.task_name, None)
         return returncode
+
+    def _start(
+        self, step: LocalStep, env: Dict[str, str], out: BinaryIO, console: Path
+    ) -> StepProcess:
+        """Forked from a preloaded interpreter where the step is `python -m ...` (it then skips
+        importing Hydra & co.), else a fresh process: the same process, dir, env and log."""
+        warm = self._warm.start(step.argv, self.cwd, env, console)
+        if warm is not None:
+            return warm
+        return subprocess.Popen(
+            step.argv,
+            cwd=self.cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            **_own_process_group(),
+        )
 
     def _set(self, task_name: str, status: TaskStatus) -> None:
         """status is where the task ended: the steps waiting for it may start."""
@@ -281,7 +296,7 @@ def _own_process_group() -> Dict[str, Any]:
     return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
 
 
-def _terminate(procs: List[subprocess.Popen[bytes]]) -> None:
+def _terminate(procs: List[StepProcess]) -> None:
     """Asks every step to stop at once, one shared grace period, then kills what is left."""
     for proc in procs:
         _signal_group(proc, kill=False)
@@ -293,7 +308,7 @@ def _terminate(procs: List[subprocess.Popen[bytes]]) -> None:
             _signal_group(proc, kill=True)
 
 
-def _signal_group(proc: subprocess.Popen[bytes], kill: bool) -> None:
+def _signal_group(proc: StepProcess, kill: bool) -> None:
     """SIGTERM or SIGKILL to the step's process group where there are process groups (POSIX);
     elsewhere (Windows) to the step's process itself."""
     try:
