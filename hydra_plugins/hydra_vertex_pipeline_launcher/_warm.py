@@ -285,15 +285,27 @@ class _FrameBuffer:
         return requests
 
 
+@dataclass(frozen=True)
+class _Startup:
+    """What this interpreter's start-up made of the start-up environment it shares with its
+    steps: sys.path, and variables it added (PEP 538 sets LC_CTYPE under the C locale)."""
+
+    path: List[str]
+    environ: Dict[str, str]
+
+    def added_to(self, env: Dict[str, str]) -> Dict[str, str]:
+        return {name: value for name, value in self.environ.items() if name not in env}
+
+
 def main() -> None:
-    startup_path = list(sys.path)
+    startup = _Startup(list(sys.path), dict(startup_env(dict(os.environ))))
     requests_fd, replies_fd = _protocol_fds()
     _preload()
     if threading.active_count() != 1:
         sys.exit("the warm-start server cannot fork: importing the step's modules started threads")
-    request = _serve(requests_fd, replies_fd)
+    request = _serve(requests_fd, replies_fd, startup)
     if request is not None:  # in a child, which has become the step
-        _run_as_main(request, startup_path)
+        _run_as_main(request, startup)
 
 
 def _protocol_fds() -> Tuple[int, int]:
@@ -317,7 +329,7 @@ def _preload() -> None:
     delattr(sys.modules[package], name)
 
 
-def _serve(requests_fd: int, replies_fd: int) -> Optional[StepRequest]:
+def _serve(requests_fd: int, replies_fd: int, startup: _Startup) -> Optional[StepRequest]:
     """Forks a child per request and reports how each ended; returns None at the end of the
     requests, and a request only in the child that is to run it."""
     wake_r, wake_w = os.pipe()
@@ -336,7 +348,7 @@ def _serve(requests_fd: int, replies_fd: int) -> Optional[StepRequest]:
             _reap(running, replies_fd)
         if requests_fd in readable:
             for request in requests.read_available():
-                pid, error = _fork_step(request, server_fds)
+                pid, error = _fork_step(request, server_fds, startup)
                 if pid == 0:
                     return request
                 if not error:
@@ -345,7 +357,9 @@ def _serve(requests_fd: int, replies_fd: int) -> Optional[StepRequest]:
     return None
 
 
-def _fork_step(request: StepRequest, server_fds: List[int]) -> Tuple[int, Optional[str]]:
+def _fork_step(
+    request: StepRequest, server_fds: List[int], startup: _Startup
+) -> Tuple[int, Optional[str]]:
     """(pid, None) in the server once the child is its step, or (pid, why it could not be);
     (0, None) in the child."""
     ready_r, ready_w = os.pipe()
@@ -359,7 +373,7 @@ def _fork_step(request: StepRequest, server_fds: List[int]) -> Tuple[int, Option
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             for fd in server_fds:
                 os.close(fd)
-            _become_step(request)
+            _become_step(request, startup)
         except BaseException:  # noqa: B036 - whatever it is, the server must hear it
             os.write(ready_w, traceback.format_exc().encode())
             os._exit(SETUP_FAILED)
@@ -371,7 +385,7 @@ def _fork_step(request: StepRequest, server_fds: List[int]) -> Tuple[int, Option
     return pid, error or None
 
 
-def _become_step(request: StepRequest) -> None:
+def _become_step(request: StepRequest, startup: _Startup) -> None:
     """What Popen(argv, cwd, env, stdin=DEVNULL, stdout=log, stderr=STDOUT,
     start_new_session=True) gives a fresh interpreter, up to running its module."""
     os.setsid()
@@ -382,14 +396,15 @@ def _become_step(request: StepRequest) -> None:
     os.close(console)
     os.environ.clear()
     os.environ.update(request.env)
+    os.environ.update(startup.added_to(request.env))
 
 
-def _run_as_main(request: StepRequest, startup_path: List[str]) -> None:
+def _run_as_main(request: StepRequest, startup: _Startup) -> None:
     """As `python -m module args`: sys.argv[0] becomes the module's file; an exception or
     SystemExit ends this interpreter as it would end that one."""
     import runpy
 
-    sys.path[:] = startup_path
+    sys.path[:] = startup.path
     sys.argv[:] = ["-m", *request.argv[3:]]
     if hasattr(sys, "orig_argv"):  # Python 3.10+
         sys.orig_argv = list(request.argv)
