@@ -32,7 +32,7 @@ PROBE = textwrap.dedent(
     stdin, null = os.fstat(0), os.stat(os.devnull)
     record = {
         "preloaded": preloaded,
-        "pid": os.getpid(), "pgid": os.getpgid(0), "sid": os.getsid(0),
+        "pid": os.getpid(), "pgid": os.getpgid(0), "sid": os.getsid(0), "ppid": os.getppid(),
         "cwd": os.getcwd(), "env": dict(os.environ), "argv": sys.argv, "path": sys.path,
         "name": __name__, "main_is_me": sys.modules["__main__"].__dict__ is globals(),
         "stdin_is_null": (stdin.st_dev, stdin.st_ino) == (null.st_dev, null.st_ino),
@@ -108,6 +108,7 @@ def test_a_warm_step_is_the_process_a_cold_start_would_be(
     assert (cold.pop("preloaded"), warm_seen.pop("preloaded")) == (False, True)
     for seen in (cold, warm_seen):
         assert seen.pop("pid") == seen.pop("pgid") == seen.pop("sid"), "its own session"
+        seen.pop("ppid")
     assert warm_seen == cold
     # Exactly its env (the launcher's own variables stay out), plus what any Python adds at
     # start-up (PEP 538's LC_CTYPE under the C locale).
@@ -137,6 +138,25 @@ def test_a_warm_step_ends_with_its_process_group_and_names_the_signal(
     assert warm.wait(timeout=30) == -signal.SIGTERM
     assert _how_it_ended(warm.wait()) == "the step was killed by signal SIGTERM"
     wait_until(lambda: not _alive(grandchild), timeout=15)
+
+
+def test_a_lost_server_fails_its_running_steps_once_they_end_and_later_ones_start_cold(
+    probe_dir: Path, starter: WarmStarter
+) -> None:
+    record = probe_dir / "record.json"
+    env = _step_env(probe_dir)
+    warm = starter.start(_argv(str(record), "sleep"), probe_dir, env, probe_dir / "log")
+    assert warm is not None
+    wait_until(lambda: record.exists() and record.stat().st_size > 0)
+    os.kill(read_json(record)["ppid"], signal.SIGKILL)  # the server
+    with pytest.raises(subprocess.TimeoutExpired):
+        warm.wait(timeout=1)  # the step runs on
+
+    _signal_group(warm, kill=True)
+
+    with pytest.raises(RuntimeError, match="its exit code is lost"):
+        warm.wait(timeout=30)
+    assert starter.start(_argv(str(record)), probe_dir, env, probe_dir / "log") is None
 
 
 def test_a_warm_step_killed_by_sigkill_is_named_so(probe_dir: Path, starter: WarmStarter) -> None:

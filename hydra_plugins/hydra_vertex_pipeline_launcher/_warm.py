@@ -19,6 +19,7 @@ length-prefixed pickles on its stdin and stdout.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -45,6 +46,9 @@ STARTUP_ENV_NAMES = frozenset({"LANG", "LANGUAGE", "HOME", "TMPDIR", "TEMP", "TM
 FRAME_HEADER = struct.Struct("!I")
 # The exit code of a child that could not become its step (it reports why before exiting).
 SETUP_FAILED = 127
+# Servers a run keeps at once; steps whose start-up environment would need more start cold
+# (e.g. a PYTHONHASHSEED per job: a server each would cost more than it saves).
+MAX_SERVERS = 4
 LOST_POLL_SECONDS = 0.1
 
 log = logging.getLogger(__name__)
@@ -133,9 +137,9 @@ class WarmStarter:
             return None
         key = (str(cwd), startup_env(env))
         with self._lock:
-            if key not in self._servers:
+            if key not in self._servers and len(self._servers) < MAX_SERVERS:
                 self._servers[key] = _Server.launch(cwd, env)
-            server = self._servers[key]
+            server = self._servers.get(key)
         return server.start(argv, cwd, env, console) if server else None
 
     def close(self) -> None:
@@ -151,6 +155,9 @@ class _Server:
         self._proc = proc
         self._ids = itertools.count()
         self._lock = threading.Lock()
+        # Requests are written outside _lock, which the reply reader takes: a full pipe each
+        # way cannot deadlock.
+        self._write_lock = threading.Lock()
         self._pending: Dict[int, WarmProcess] = {}
         self._lost = False
         self._closing = False
@@ -184,12 +191,14 @@ class _Server:
             request = StepRequest(next(self._ids), argv, str(cwd), env, str(console))
             process = WarmProcess(request.request_id)
             self._pending[request.request_id] = process
-            try:
+        try:
+            with self._write_lock:
                 assert self._proc.stdin is not None
                 _write_frame(self._proc.stdin, request)
-            except OSError:
-                self._pending.pop(request.request_id)
-                return None
+        except OSError:  # the server is gone: the reader marks it lost
+            with self._lock:
+                self._pending.pop(request.request_id, None)
+            return None
         process.started.wait()
         if process.start_error:
             raise WarmStartError(f"the step could not start:\n{process.start_error}")
@@ -235,13 +244,19 @@ class _Server:
 
 
 def _exists(pid: int) -> bool:
+    """Whether the process runs: an orphan whose new parent does not reap it (PID 1 in some
+    containers) stays a zombie, which counts as ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _write_frame(stream: IO[bytes], message: object) -> None:
@@ -301,6 +316,8 @@ def main() -> None:
     startup = _Startup(list(sys.path), dict(startup_env(dict(os.environ))))
     requests_fd, replies_fd = _protocol_fds()
     _preload()
+    # What is loaded now stays shared with the children, not copied as the collector walks it.
+    gc.freeze()
     if threading.active_count() != 1:
         sys.exit("the warm-start server cannot fork: importing the step's modules started threads")
     request = _serve(requests_fd, replies_fd, startup)

@@ -1,0 +1,1 @@
+Local steps start warm: `python -m` steps are forked from a server that already imported Hydra, OmegaConf and cloudpickle (each still its own process, session, working dir, environment and console log), instead of a fresh interpreter each.
