@@ -96,12 +96,10 @@ def startup_env(env: Dict[str, str]) -> Tuple[Tuple[str, str], ...]:
 class WarmProcess:
     """A warm step as the local backend waits for and signals it: a Popen look-alike."""
 
-    def __init__(self, request_id: int) -> None:
-        self.request_id = request_id
+    def __init__(self) -> None:
         self.pid = 0
         self.returncode: Optional[int] = None
         self.start_error: Optional[str] = None
-        self.lost = False
         self.started = threading.Event()
         self.ended = threading.Event()
 
@@ -189,7 +187,7 @@ class _Server:
             if self._lost:
                 return None
             request = StepRequest(next(self._ids), argv, str(cwd), env, str(console))
-            process = WarmProcess(request.request_id)
+            process = WarmProcess()
             self._pending[request.request_id] = process
         try:
             with self._write_lock:
