@@ -1,1 +1,2 @@
 Building a sweep's pipeline is linear in its jobs: kfp compiles one task per distinct set of step settings and every job's task (`hydra-job-<num>`, still named after the job) is built from it, sharing its component and executor; `benchmarks/build_scale.py` prints build + compile at 300/3000/10 000 jobs.
+Local steps start warm: `python -m` steps are forked from a server that already imported Hydra, OmegaConf and cloudpickle (each still its own process, session, working dir, environment and console log), instead of a fresh interpreter each.

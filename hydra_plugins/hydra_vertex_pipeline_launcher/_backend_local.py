@@ -16,7 +16,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, BinaryIO, Dict, List, Optional, Union
 
 from ._backend import (
     CancelOutcome,
@@ -28,11 +28,14 @@ from ._backend import (
     utc_now,
 )
 from ._spec import LocalStep, Trigger, read_spec, read_steps, read_triggers
+from ._warm import WarmProcess, WarmStarter
 
 TERMINATE_GRACE_SECONDS = 5.0
 CONSOLE_TAIL_CHARS = 2000
 # Where the steps' artifacts go, in the run's local folder (Vertex's pipeline root, locally).
 PIPELINE_ROOT = "pipeline_root"
+
+StepProcess = Union["subprocess.Popen[bytes]", WarmProcess]
 
 
 class LocalBackend:
@@ -47,7 +50,8 @@ class LocalBackend:
         self.pipeline_root = run.local_dir / PIPELINE_ROOT
         self._lock = threading.Lock()
         self._tasks: Dict[str, TaskStatus] = {}
-        self._procs: Dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: Dict[str, StepProcess] = {}
+        self._warm = WarmStarter()
         self._cancelled = False
         self._pool: Optional[ThreadPoolExecutor] = None
         # Steps not started yet, and what each waits for.
@@ -90,6 +94,7 @@ class LocalBackend:
             self._closing = True
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        self._warm.close()
 
     def _run(self, step: LocalStep) -> None:
         """Never leaves a task unended: the watcher would wait for it forever."""
@@ -125,21 +130,31 @@ class LocalBackend:
             with self._lock:
                 if self._cancelled:
                     return None
-                proc = subprocess.Popen(
-                    step.argv,
-                    cwd=self.cwd,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    **_own_process_group(),
-                )
+                proc = self._start(step, env, out, console)
                 self._procs[step.task_name] = proc
                 self._tasks[step.task_name] = TaskStatus(State.RUNNING, started)
             returncode = proc.wait()
             with self._lock:
                 self._procs.pop(step.task_name, None)
         return returncode
+
+    def _start(
+        self, step: LocalStep, env: Dict[str, str], out: BinaryIO, console: Path
+    ) -> StepProcess:
+        """Forked from a preloaded interpreter where the step is `python -m ...` (it then skips
+        importing Hydra & co.), else a fresh process: the same process, dir, env and log."""
+        warm = self._warm.start(step.argv, self.cwd, env, console)
+        if warm is not None:
+            return warm
+        return subprocess.Popen(
+            step.argv,
+            cwd=self.cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            **_own_process_group(),
+        )
 
     def _set(self, task_name: str, status: TaskStatus) -> None:
         """status is where the task ended: the steps waiting for it may start."""
@@ -215,7 +230,7 @@ def _own_process_group() -> Dict[str, Any]:
     return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
 
 
-def _terminate(procs: List[subprocess.Popen[bytes]]) -> None:
+def _terminate(procs: List[StepProcess]) -> None:
     """Asks every step to stop at once, one shared grace period, then kills what is left."""
     for proc in procs:
         _signal_group(proc, kill=False)
@@ -227,7 +242,7 @@ def _terminate(procs: List[subprocess.Popen[bytes]]) -> None:
             _signal_group(proc, kill=True)
 
 
-def _signal_group(proc: subprocess.Popen[bytes], kill: bool) -> None:
+def _signal_group(proc: StepProcess, kill: bool) -> None:
     """SIGTERM or SIGKILL to the step's process group where there are process groups (POSIX);
     elsewhere (Windows) to the step's process itself."""
     try:
