@@ -9,13 +9,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import Container, DictConfig, OmegaConf
 
-from . import _layout
+from . import _layout, _payload
 from ._app_main import MainScript, dumps_by_reference, dumps_by_value, launching_main
 from ._compose import ComposedJob
 from ._storage import Storage
@@ -54,14 +53,14 @@ def pack(
         "hydra_context": hydra_context,
         "singleton_state": Singleton.get_state(),
     }
-    shared = cloudpickle.dumps(
+    shared = _payload.dumps(
         {"main": main, "in_container": in_container, **_both_ways(shared_parts, main)}
     )
     blobs: Dict[str, bytes] = {_layout.SHARED_PAYLOAD: shared}
     job_digests: Dict[int, str] = {}
     for job in jobs:
         job_parts = {"sweep_config": job.sweep_config, "dir_keys": job.dir_keys}
-        payload = cloudpickle.dumps(_both_ways(job_parts, main))
+        payload = _payload.dumps(_both_ways(job_parts, main))
         job_digests[job.num] = sha256(payload)
         blobs[_layout.job_payload(job.num)] = payload
         blobs.update(_readable_configs(job))
