@@ -112,20 +112,7 @@ class VertexBackend:
                 f"Vertex has no run {self.resource_name} ({e.message}): it was never created "
                 "(its launcher stopped before the create), or it was deleted."
             ) from e
-        tasks = {}
-        state_name = job.state.name
-        state = RUN_STATES.get(state_name, State.PENDING)
-        cancelled = state_name in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED")
-        # The plain protobuf: proto-plus wraps every field on each access, which at thousands
-        # of tasks costs more than the poll itself.
-        for detail in type(job).pb(job).job_detail.task_details:
-            key = self._task_keys.get(detail.task_name)
-            if key is not None:
-                tasks[key] = _task_status(detail, cancelled)
-        error = job.error.message or None
-        if state_name == "PIPELINE_STATE_PAUSED":
-            error = "Vertex paused the run; resume or cancel it in the console"
-        return RunStatus(state=state, tasks=tasks, error=error)
+        return run_status(job, self._task_keys)
 
     def cancel(self) -> CancelOutcome:
         """Cancels the run, all within request_timeout; raises if Vertex cannot confirm it.
@@ -298,6 +285,26 @@ def _pipeline_client(settings: VertexPipelineLauncherConf) -> Any:
             "hydra.launcher.backend=vertex needs Google credentials and none were found. Run "
             "`gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS."
         ) from e
+
+
+def run_status(job: Any, task_keys: Dict[str, str]) -> RunStatus:
+    """A PipelineJob as read from Vertex -> the run's state and each known task's, by DAG key.
+
+    task_keys: the name Vertex reports a task by -> its DAG key.
+    """
+    state_name = job.state.name
+    cancelled = state_name in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED")
+    tasks = {}
+    # The plain protobuf: proto-plus wraps every field on each access, which at thousands of
+    # tasks costs more than the poll itself.
+    for detail in type(job).pb(job).job_detail.task_details:
+        key = task_keys.get(detail.task_name)
+        if key is not None:
+            tasks[key] = _task_status(detail, cancelled)
+    error = job.error.message or None
+    if state_name == "PIPELINE_STATE_PAUSED":
+        error = "Vertex paused the run; resume or cancel it in the console"
+    return RunStatus(state=RUN_STATES.get(state_name, State.PENDING), tasks=tasks, error=error)
 
 
 def _task_status(detail: Any, run_cancelled: bool) -> TaskStatus:
