@@ -1,0 +1,1 @@
+Smaller, faster staging: a job's payload is a compressed pickle (a trivial job moves ~8 KiB through the staging root, was ~19), each staged object is one Cloud Storage request (was two), and a Vertex status read of 1000 tasks turns into job states in a few ms; `python benchmarks/run.py` measures every performance target and rewrites `benchmarks/RESULTS.md`.
