@@ -71,9 +71,17 @@ def pack(
 
 
 def _both_ways(parts: Dict[str, Any], main: Optional[MainScript]) -> Dict[str, Optional[bytes]]:
-    by_value = _dumps_checked(parts)
-    by_reference, referenced_main = dumps_by_reference(parts) if main else (None, False)
-    return {"by_reference": by_reference if referenced_main else None, "by_value": by_value}
+    """By reference only where that differs: parts that refer to nothing of __main__ pickle
+    to the same bytes both ways (a job's config, mostly), so they are pickled once."""
+    if main is None:
+        return {"by_reference": None, "by_value": _dumps_checked(parts)}
+    try:
+        by_reference, referenced_main = dumps_by_reference(parts)
+    except Exception:  # noqa: BLE001 - pickling by value names what cannot be pickled
+        by_reference, referenced_main = None, True
+    if not referenced_main:
+        return {"by_reference": None, "by_value": by_reference}
+    return {"by_reference": by_reference, "by_value": _dumps_checked(parts)}
 
 
 PART_NAMES = {
