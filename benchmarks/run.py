@@ -12,6 +12,7 @@ run a trivial app (benchmarks/apps/trivial.py) in a fresh process each, as a use
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -93,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.runs:
-        sizes = Sizes(args.runs, *list(vars(sizes).values())[1:])
+        sizes = dataclasses.replace(sizes, runs=args.runs)
     _check_joblib()
     started = time.perf_counter()
     figures: List[Figure] = []
@@ -106,12 +107,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         _submit_scaling,
         _local_vs_joblib,
     ):
+        section_started = time.perf_counter()
         measured = measure(sizes)
-        print("\n".join(figure.row() for figure in measured), flush=True)
+        for figure in measured:
+            print(f"{figure.row()} ({time.perf_counter() - section_started:.0f} s)", flush=True)
         figures += measured
     figures.sort(key=lambda f: f.number)
     minutes = (time.perf_counter() - started) / 60
-    args.output.write_text(_report(figures, sizes, args.quick, minutes), encoding="utf-8")
+    args.output.write_text(_report(figures, args.quick, minutes), encoding="utf-8")
     print(f"wrote {args.output} ({minutes:.1f} min)")
 
 
@@ -372,7 +375,7 @@ def _seconds(timings: Sequence[float]) -> str:
     return f"{statistics.median(timings):.2f} s (median of {len(timings)})"
 
 
-def _report(figures: List[Figure], sizes: Sizes, quick: bool, minutes: float) -> str:
+def _report(figures: List[Figure], quick: bool, minutes: float) -> str:
     lines = [
         "# Benchmark results",
         "",
