@@ -301,21 +301,21 @@ def _transfers(sizes: Sizes) -> List[Figure]:
             if p.is_file()
         }
         result = (job_dir / "result.pkl").read_bytes()
-    ratios, parallel, one_by_one = [], [], []
-    for _ in range(sizes.runs):
-        run = transfers.measure(staged, outputs, result, sizes.transfer_jobs, sizes.transfer_sample)
-        ratios.append(run["ratio"])
-        parallel.append(run["parallel_seconds"])
-        one_by_one.append(run["one_at_a_time_seconds"])
+    run = transfers.measure(
+        staged, outputs, result, sizes.transfer_jobs, sizes.transfer_sample, sizes.runs
+    )
+    runs = f"(median of {sizes.runs})"
     how = (
         f"{sizes.transfer_jobs} jobs ({len(staged)} objects staged, {len(outputs) + 1} collected "
-        f"each), 30 ms added per request: as the launcher does it {_seconds(parallel)}; one "
-        f"object at a time {_seconds(one_by_one)} (timed on {sizes.transfer_sample} jobs, scaled)"
+        f"each), 30 ms added per request: as the launcher does it "
+        f"{run['parallel_seconds']:.2f} s {runs}; one object at a time "
+        f"{run['one_at_a_time_seconds']:.2f} s {runs}, timed on {sizes.transfer_sample} jobs "
+        f"and scaled"
     )
     figure = Figure(
         "6",
         f"stage + collect {sizes.transfer_jobs} jobs ÷ one object at a time",
-        statistics.median(ratios),
+        run["ratio"],
         "",
         0.25,
         how,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Tuple
+from typing import Dict, Iterator, List, Mapping, Tuple
 
 TESTS = Path(__file__).parents[1] / "tests"
 DELAY = 0.030
@@ -142,29 +143,34 @@ def measure(
     result: bytes,
     jobs: int = 1000,
     sample: int = 100,
+    runs: int = 3,
     delay: float = DELAY,
 ) -> dict:
-    """staged_job: one job's staged objects by name (payload.pkl, config.yaml, ...);
-    outputs_job: its output dir's files by relative path; result: its result.pkl."""
+    """Medians of `runs` runs. staged_job: one job's staged objects by name (payload.pkl,
+    config.yaml, ...); outputs_job: its output dir's files by relative path; result: its
+    result.pkl."""
     from hydra_plugins.hydra_vertex_pipeline_launcher._storage import open_storage
 
     ways = (("parallel", jobs, _parallel), ("one_at_a_time", sample, _one_at_a_time))
-    timings = {}
+    timings: Dict[str, List[float]] = {"parallel": [], "one_at_a_time": []}
     with delayed_emulator(delay) as root, tempfile.TemporaryDirectory() as scratch:
         for label, count, move in ways:
             staged, handed_back = _objects(staged_job, outputs_job, result, count)
             # The steps' side, in place before the collect; not timed.
             open_storage(f"{root}/{label}").write_many(handed_back)
-            timings[label] = move(root, label, staged, count, Path(scratch))
-    one_at_a_time_all = timings["one_at_a_time"] * jobs / sample
+            for run in range(runs):  # each run stages anew and collects into a fresh dir
+                work = Path(scratch, f"{label}-{run}")
+                timings[label].append(move(root, label, staged, count, work))
+    parallel = statistics.median(timings["parallel"])
+    one_at_a_time = statistics.median(timings["one_at_a_time"]) * jobs / sample
     return {
         "jobs": jobs,
         "sample": sample,
+        "runs": runs,
         "delay_ms": delay * 1000,
-        "parallel_seconds": timings["parallel"],
-        "one_at_a_time_sample_seconds": timings["one_at_a_time"],
-        "one_at_a_time_seconds": one_at_a_time_all,
-        "ratio": timings["parallel"] / one_at_a_time_all,
+        "parallel_seconds": parallel,
+        "one_at_a_time_seconds": one_at_a_time,
+        "ratio": parallel / one_at_a_time,
     }
 
 
