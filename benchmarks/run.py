@@ -114,7 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         figures += measured
     figures.sort(key=lambda f: f.number)
     minutes = (time.perf_counter() - started) / 60
-    args.output.write_text(_report(figures, args.quick, minutes), encoding="utf-8")
+    command = " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    args.output.write_text(_report(figures, command, args.quick, minutes), encoding="utf-8")
     print(f"wrote {args.output} ({minutes:.1f} min)")
 
 
@@ -375,12 +376,12 @@ def _seconds(timings: Sequence[float]) -> str:
     return f"{statistics.median(timings):.2f} s (median of {len(timings)})"
 
 
-def _report(figures: List[Figure], quick: bool, minutes: float) -> str:
+def _report(figures: List[Figure], command: str, quick: bool, minutes: float) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `python benchmarks/run.py{' --quick' if quick else ''}` on "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, in {minutes:.1f} min.",
+        f"Written by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, in "
+        f"{minutes:.1f} min.",
     ]
     if quick:
         lines.append(
