@@ -2,8 +2,13 @@
 
 Run from a checkout, after `pip install ".[test,bench]"`:
 
-    python benchmarks/run.py            # the targets' sizes, medians of 3 runs
-    python benchmarks/run.py --quick    # fewer jobs and runs: checks that it all works
+    python benchmarks/run.py            # the targets' sizes; medians of up to 3 runs
+    python benchmarks/run.py --quick    # fewer jobs, one run: checks that it all works
+
+A figure is run again (up to --runs times) only while it has used less than --budget seconds:
+the cheap figures get medians of three, the sweeps of hundreds of jobs run once or twice,
+which keeps the whole near 15 minutes on 2 cores (`--runs 3 --budget 1e9` for three of
+everything, about three times as long).
 
 Each comparison is a ratio of two figures measured in this run, on this machine. The sweeps
 run a trivial app (benchmarks/apps/trivial.py) in a fresh process each, as a user runs it.
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "apps" / "trivial.py"
@@ -57,10 +62,13 @@ class Sizes:
     transfer_jobs: int  # target 6
     transfer_sample: int  # target 6: jobs moved one object at a time
     status_tasks: int  # target 7
+    # A figure is measured again, up to `runs` times, only while it has used less than this
+    # many seconds: the cheap ones get medians, the slow sweeps keep the whole under ~15 min.
+    budget: float
 
 
-FULL = Sizes(3, 600, (300, 3000), 10_000, 200, 1000, 50, 1000)
-QUICK = Sizes(1, 40, (20, 200), 1000, 20, 100, 10, 1000)
+FULL = Sizes(3, 600, (300, 3000), 10_000, 200, 1000, 50, 1000, budget=120)
+QUICK = Sizes(1, 40, (20, 200), 1000, 20, 100, 10, 1000, budget=0)
 
 
 @dataclass(frozen=True)
@@ -89,12 +97,19 @@ def _met(met: bool) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer jobs and runs")
-    parser.add_argument("--runs", type=int, help="runs per figure (median); default 3, quick 1")
+    parser.add_argument(
+        "--runs", type=int, help="most runs per figure (median); default 3, quick 1"
+    )
+    parser.add_argument(
+        "--budget", type=float, help="seconds after which a figure is not run again; default 120"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.runs:
         sizes = dataclasses.replace(sizes, runs=args.runs)
+    if args.budget is not None:
+        sizes = dataclasses.replace(sizes, budget=args.budget)
     _check_joblib()
     started = time.perf_counter()
     figures: List[Figure] = []
@@ -129,10 +144,15 @@ def _check_joblib() -> None:
 # Target 1: the launcher's own client cost.
 def _client_cost(sizes: Sizes) -> List[Figure]:
     jobs = sizes.client_jobs
-    ours, basic = [], []
-    for _ in range(sizes.runs):  # alternated: both see the same state of the machine
-        ours.append(_timed_launch(jobs, LOCAL)["submitted_seconds"])
-        basic.append(_timed_launch(jobs, "hydra/launcher=basic")["launch_seconds"])
+    pairs = _repeated(
+        sizes,
+        # Alternated: both see the same state of the machine.
+        lambda: (
+            _timed_launch(jobs, LOCAL)["submitted_seconds"],
+            _timed_launch(jobs, "hydra/launcher=basic")["launch_seconds"],
+        ),
+    )
+    ours, basic = [p[0] for p in pairs], [p[1] for p in pairs]
     ratio = statistics.median(ours) / statistics.median(basic)
     how = (
         f"{jobs} jobs: `vertex_pipeline_local` from launch() until submitted "
@@ -144,10 +164,11 @@ def _client_cost(sizes: Sizes) -> List[Figure]:
 # Target 2: time until submitted grows linearly; build + compile alone.
 def _submit_scaling(sizes: Sizes) -> List[Figure]:
     fewer, more = sizes.submit_jobs
-    seconds: Dict[int, List[float]] = {fewer: [], more: []}
-    for _ in range(sizes.runs):
-        for jobs in (fewer, more):
-            seconds[jobs].append(_timed_launch(jobs, LOCAL)["submitted_seconds"])
+    pairs = _repeated(
+        sizes,
+        lambda: [_timed_launch(jobs, LOCAL)["submitted_seconds"] for jobs in (fewer, more)],
+    )
+    seconds = {fewer: [p[0] for p in pairs], more: [p[1] for p in pairs]}
     ratio = statistics.median(seconds[more]) / statistics.median(seconds[fewer])
     how = (
         f"until submitted: {fewer} jobs {_seconds(seconds[fewer])}; "
@@ -211,17 +232,21 @@ def _local_vs_joblib(sizes: Sizes) -> List[Figure]:
     jobs, cpus = sizes.local_jobs, os.cpu_count() or 1
     local_steps = _sibling("local_steps")
     if local_steps is not None:
-        result = local_steps.measure(jobs, sizes.runs)
-        local, joblib = [result["local_s"]], [result["joblib_s"]]
+
+        def once() -> Sequence[float]:
+            result = local_steps.measure(jobs, 1)
+            return result["local_s"], result["joblib_s"]
+
         source = "benchmarks/local_steps.py, "
     else:
-        local, joblib = [], []
-        for _ in range(sizes.runs):
-            local.append(_sweep_seconds(jobs, LOCAL))
-            joblib.append(
-                _sweep_seconds(jobs, "hydra/launcher=joblib", f"hydra.launcher.n_jobs={cpus}")
-            )
+
+        def once() -> Sequence[float]:
+            joblib = ("hydra/launcher=joblib", f"hydra.launcher.n_jobs={cpus}")
+            return _sweep_seconds(jobs, LOCAL), _sweep_seconds(jobs, *joblib)
+
         source = ""
+    pairs = _repeated(sizes, once)
+    local, joblib = [p[0] for p in pairs], [p[1] for p in pairs]
     ratio = statistics.median(local) / statistics.median(joblib)
     how = (
         f"{source}{jobs} jobs, start to finish: `vertex_pipeline_local` {_seconds(local)}; "
@@ -303,9 +328,15 @@ def _transfers(sizes: Sizes) -> List[Figure]:
         }
         result = (job_dir / "result.pkl").read_bytes()
     run = transfers.measure(
-        staged, outputs, result, sizes.transfer_jobs, sizes.transfer_sample, sizes.runs
+        staged,
+        outputs,
+        result,
+        sizes.transfer_jobs,
+        sizes.transfer_sample,
+        sizes.runs,
+        sizes.budget,
     )
-    runs = f"(median of {sizes.runs})"
+    runs = f"(median of {run['runs']})"
     how = (
         f"{sizes.transfer_jobs} jobs ({len(staged)} objects staged, {len(outputs) + 1} collected "
         f"each), 30 ms added per request: as the launcher does it "
@@ -335,6 +366,18 @@ def _status_read(sizes: Sizes) -> List[Figure]:
     tasks = result["tasks"]
     ms = result["states_seconds"] * 1000
     return [Figure("7", f"a read of {tasks} tasks → job states", ms, "ms", 50, how)]
+
+
+T = TypeVar("T")
+
+
+def _repeated(sizes: Sizes, once: Callable[[], T]) -> List[T]:
+    """once's results: at least one, at most sizes.runs, none started after the budget."""
+    started = time.perf_counter()
+    results = [once()]
+    while len(results) < sizes.runs and time.perf_counter() - started < sizes.budget:
+        results.append(once())
+    return results
 
 
 def _timed_launch(jobs: int, launcher: str) -> Dict[str, float]:

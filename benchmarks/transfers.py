@@ -144,21 +144,27 @@ def measure(
     jobs: int = 1000,
     sample: int = 100,
     runs: int = 3,
+    budget: float = float("inf"),
     delay: float = DELAY,
 ) -> dict:
-    """Medians of `runs` runs. staged_job: one job's staged objects by name (payload.pkl,
-    config.yaml, ...); outputs_job: its output dir's files by relative path; result: its
-    result.pkl."""
+    """Medians of up to `runs` runs, none started after `budget` seconds.
+
+    staged_job: one job's staged objects by name (payload.pkl, config.yaml, ...); outputs_job:
+    its output dir's files by relative path; result: its result.pkl.
+    """
     from hydra_plugins.hydra_vertex_pipeline_launcher._storage import open_storage
 
     ways = (("parallel", jobs, _parallel), ("one_at_a_time", sample, _one_at_a_time))
     timings: Dict[str, List[float]] = {"parallel": [], "one_at_a_time": []}
+    started = time.perf_counter()
     with delayed_emulator(delay) as root, tempfile.TemporaryDirectory() as scratch:
         for label, count, move in ways:
             staged, handed_back = _objects(staged_job, outputs_job, result, count)
             # The steps' side, in place before the collect; not timed.
             open_storage(f"{root}/{label}").write_many(handed_back)
             for run in range(runs):  # each run stages anew and collects into a fresh dir
+                if run and time.perf_counter() - started > budget:
+                    break
                 work = Path(scratch, f"{label}-{run}")
                 timings[label].append(move(root, label, staged, count, work))
     parallel = statistics.median(timings["parallel"])
@@ -166,7 +172,7 @@ def measure(
     return {
         "jobs": jobs,
         "sample": sample,
-        "runs": runs,
+        "runs": min(len(timings["parallel"]), len(timings["one_at_a_time"])),
         "delay_ms": delay * 1000,
         "parallel_seconds": parallel,
         "one_at_a_time_seconds": one_at_a_time,
