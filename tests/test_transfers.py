@@ -7,7 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import Emulator
 from google.cloud import storage as gcs_client
+from tcp_proxy import SwitchableProxy
 
 from hydra_plugins.hydra_vertex_pipeline_launcher._storage import (
     MAX_WORKERS,
@@ -57,3 +59,22 @@ def test_parallel_collections_fit_the_connection_pool(
         thread.join()
     assert all(len(list((tmp_path / str(j)).iterdir())) == MAX_WORKERS * 2 for j in range(8))
     assert "Connection pool is full" not in caplog.text
+
+
+def test_each_staged_object_is_one_request(
+    gcs: Emulator, gcs_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, port = gcs.endpoint.removeprefix("http://").split(":")
+    proxy = SwitchableProxy((host, int(port)))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)
+    try:
+        store = open_storage(f"gs://{gcs_bucket}/run", timeout=30)
+        store.write_many({"shared.pkl": b"first"})  # the client's first use adds a request
+        blobs = {f"jobs/{n}/payload.pkl": bytes([n]) * (100 + n) for n in range(5)}
+        before = proxy.requests
+        store.write_many(blobs)
+        # Sent as a stream of unknown size, each would be a resumable upload: two requests.
+        assert proxy.requests - before == len(blobs)
+        assert {name: store.read(name) for name in blobs} == blobs
+    finally:
+        proxy.close()

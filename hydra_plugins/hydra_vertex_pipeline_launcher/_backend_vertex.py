@@ -7,12 +7,11 @@ buckets through other APIs and wait() polls every 5 s forever.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 
@@ -113,17 +112,7 @@ class VertexBackend:
                 f"Vertex has no run {self.resource_name} ({e.message}): it was never created "
                 "(its launcher stopped before the create), or it was deleted."
             ) from e
-        tasks = {}
-        state_name = job.state.name
-        state = RUN_STATES.get(state_name, State.PENDING)
-        for detail in job.job_detail.task_details:
-            key = self._task_keys.get(detail.task_name)
-            if key is not None:
-                tasks[key] = _unstarted_state(_task_status(detail), detail, state_name)
-        error = job.error.message or None
-        if state_name == "PIPELINE_STATE_PAUSED":
-            error = "Vertex paused the run; resume or cancel it in the console"
-        return RunStatus(state=state, tasks=tasks, error=error)
+        return run_status(job, self._task_keys)
 
     def cancel(self) -> CancelOutcome:
         """Cancels the run, all within request_timeout; raises if Vertex cannot confirm it.
@@ -298,30 +287,57 @@ def _pipeline_client(settings: VertexPipelineLauncherConf) -> Any:
         ) from e
 
 
-def _task_status(detail: Any) -> TaskStatus:
-    state = TASK_STATES.get(detail.state.name, State.PENDING)
+def run_status(job: Any, task_keys: Dict[str, str]) -> RunStatus:
+    """A PipelineJob as read from Vertex -> the run's state and each known task's, by DAG key.
+
+    task_keys: the name Vertex reports a task by -> its DAG key.
+    """
+    state_name = job.state.name
+    cancelled = state_name in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED")
+    tasks = {}
+    # The plain protobuf: proto-plus wraps every field on each access, which at thousands of
+    # tasks costs more than the poll itself.
+    for detail in type(job).pb(job).job_detail.task_details:
+        key = task_keys.get(detail.task_name)
+        if key is not None:
+            tasks[key] = _task_status(detail, cancelled)
+    error = job.error.message or None
+    if state_name == "PIPELINE_STATE_PAUSED":
+        error = "Vertex paused the run; resume or cancel it in the console"
+    return RunStatus(state=RUN_STATES.get(state_name, State.PENDING), tasks=tasks, error=error)
+
+
+def _task_status(detail: Any, run_cancelled: bool) -> TaskStatus:
+    """detail: a PipelineTaskDetail protobuf. NOT_TRIGGERED: in a cancelled run, a step the
+    cancel came before (CANCELLED, as on the other backends); else a step whose trigger policy
+    was not met."""
+    name = _task_state_names().get(detail.state, "STATE_UNSPECIFIED")
+    state = TASK_STATES.get(name, State.PENDING)
     error = detail.error.message or None
-    if state is State.FAILED and error is None:
-        error = f"Vertex reports the task {detail.state.name}"
+    if name == "NOT_TRIGGERED":
+        if run_cancelled:
+            state, error = State.CANCELLED, None
+        else:
+            error = error or NOT_TRIGGERED_ERROR
+    elif state is State.FAILED and error is None:
+        error = f"Vertex reports the task {name}"
     return TaskStatus(
         state=state, started=_iso(detail.start_time), ended=_iso(detail.end_time), error=error
     )
 
 
-def _unstarted_state(status: TaskStatus, detail: Any, run_state_name: str) -> TaskStatus:
-    """NOT_TRIGGERED: in a cancelled run, a step the cancel came before (CANCELLED, as on the
-    other backends); else a step whose trigger policy was not met."""
-    if detail.state.name != "NOT_TRIGGERED":
-        return status
-    if run_state_name in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED"):
-        return dataclasses.replace(status, state=State.CANCELLED, error=None)
-    return dataclasses.replace(status, error=detail.error.message or NOT_TRIGGERED_ERROR)
+@functools.lru_cache(maxsize=None)
+def _task_state_names() -> Dict[int, str]:
+    from google.cloud import aiplatform_v1
+
+    return {state.value: state.name for state in aiplatform_v1.PipelineTaskDetail.State}
 
 
-def _iso(moment: Optional[datetime]) -> Optional[str]:
-    if not moment or moment.timestamp() == 0:
+def _iso(moment: Any) -> Optional[str]:
+    """moment: a protobuf Timestamp; unset (0) is None."""
+    if not moment.seconds and not moment.nanos:
         return None
-    return moment.isoformat(timespec="seconds")
+    return datetime.fromtimestamp(moment.seconds, timezone.utc).isoformat(timespec="seconds")
 
 
 def vertex_labels(user_labels: Dict[str, str], job_name: str) -> Dict[str, str]:

@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from . import _layout
+from . import _layout, _payload
 from ._app_main import MainScript, import_main
 from ._compose import DirKeys, job_output_dir
 from ._faults import JobExited, log_failure
@@ -171,8 +171,7 @@ def _load_checked(storage: Storage, name: str, digest: str) -> Dict[str, Any]:
         raise PayloadDigestMismatch(
             f"{storage.uri(name)} has digest {actual}, the launcher staged {digest}: refusing it"
         )
-    loaded: Dict[str, Any] = cloudpickle.loads(data)
-    return loaded
+    return _payload.loads(data)
 
 
 def _map_paths_into_container(sweep_config: DictConfig, dir_key: str) -> None:
