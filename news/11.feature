@@ -1,1 +1,2 @@
 Composing a sweep reads and merges each config once per launch instead of once per job, still through Hydra's own composition (same configs, hydra.* values and errors).
+The plugin costs every Hydra app less at start: the hydra/launcher options are served from the settings dataclasses only when an app picks one (a config source on the search path, listed as vertex-pipeline-launcher://), and the hydra-vertex-pipeline command's modules load only when it runs.
