@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, List
@@ -154,3 +155,23 @@ def test_a_launch_reads_each_config_once_however_many_jobs(
     reads.clear()
     compose(context, master, [[f"seed={n}"] for n in range(12)], initial_job_idx=0)
     assert sorted(reads) == one_job
+
+
+@pytest.mark.parametrize(
+    "subdir", ["${hydra.job.num}", "${hydra:job.override_dirname}_${hydra:job.num}"]
+)
+def test_each_job_gets_the_output_dir_hydra_gives_it(loader: ConfigLoader, subdir: str) -> None:
+    """Also when the dir reads the hydra: resolver, which reads the current HydraConfig."""
+    master = loader.load_configuration(
+        "config", [*HYDRA_OVERRIDES, f"hydra.sweep.subdir={subdir}"], RunMode.MULTIRUN
+    )
+    HydraConfig.instance().set_config(master)
+    context = HydraContext(config_loader=loader, callbacks=Callbacks())
+    before = HydraConfig.instance().cfg
+    composed = compose(context, master, JOBS[:4], initial_job_idx=0)
+    assert HydraConfig.instance().cfg is before
+    for job, overrides in zip(composed, JOBS):
+        expected = _hydra_composes(loader, master, overrides, job.num)
+        sweep = expected.hydra.sweep
+        assert job.local_dir == Path(os.path.abspath(os.path.join(sweep.dir, sweep.subdir)))
+    assert len({job.local_dir for job in composed}) == 4

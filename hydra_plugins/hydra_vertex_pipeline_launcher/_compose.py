@@ -19,6 +19,7 @@ from hydra.core.utils import filter_overrides
 from hydra.plugins.config_source import ConfigResult
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationResolutionError
 
 DISPLAY_NAME_LIMIT = 128
 # Hydra's keys of a job's output dir (run_job's job_dir_key, job_subdir_key), by mode.
@@ -137,15 +138,35 @@ def _compose_one(
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{num}"
         sweep_config.hydra.job.num = num
-    # The output dir may use the hydra: resolver, which reads the current HydraConfig.
-    HydraConfig.instance().set_config(sweep_config)
+    # What HydraConfig.set_config does to the config itself, as Hydra's run_job has it done.
+    OmegaConf.set_readonly(sweep_config.hydra, True)
     return ComposedJob(
         num=num,
         overrides=overrides,
         sweep_config=sweep_config,
-        local_dir=job_output_dir(sweep_config),
+        local_dir=_sweep_output_dir(sweep_config),
         display_name=display_name(num, overrides),
     )
+
+
+def _sweep_output_dir(sweep_config: DictConfig) -> Path:
+    """A job's output dir, which may read the hydra: resolver (the current HydraConfig).
+
+    Setting the HydraConfig copies the job's whole hydra node, so it is set only for a dir that
+    does read it; the HydraConfig is left as it was, as Hydra's run_job leaves it.
+    """
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    # Unset, the hydra: resolver fails rather than read another job's config.
+    hydra_config.cfg = None
+    try:
+        try:
+            return job_output_dir(sweep_config)
+        except InterpolationResolutionError:
+            hydra_config.set_config(sweep_config)
+            return job_output_dir(sweep_config)
+    finally:
+        hydra_config.cfg = previous
 
 
 def job_output_path(config: DictConfig, dir_keys: DirKeys = SWEEP_DIR_KEYS) -> str:
