@@ -21,6 +21,7 @@ from omegaconf import MISSING, Container, DictConfig, ListConfig, OmegaConf, ope
 from hydra_plugins.hydra_vertex_pipeline_launcher._compose import compose
 
 CONF = Path(__file__).parent / "apps" / "compose_conf"
+SEARCHPATH = Path(__file__).parent / "apps" / "compose_searchpath"
 # What the sweeper hands on as the launch's own overrides, in hydra.overrides.hydra.
 HYDRA_OVERRIDES = ["hydra.job.chdir=true", "hydra.job.name=composed"]
 JOBS = [
@@ -34,6 +35,9 @@ JOBS = [
     ["hydra.job.chdir=false", "optimizer.lr=0.5"],
     ["db=postgres", "replica.host=other"],
     ["seed=3"],
+    # The same defaults from two search paths: two different configs.
+    ["+extra=x", f"hydra.searchpath=[file://{SEARCHPATH / 'a'}]"],
+    ["+extra=x", f"hydra.searchpath=[file://{SEARCHPATH / 'b'}]"],
 ]
 
 
@@ -110,6 +114,7 @@ def test_each_job_is_composed_exactly_as_hydra_composes_it(loader: ConfigLoader)
     assert by_overrides[("hydra.job.chdir=false", "optimizer.lr=0.5")].hydra.job.chdir is False
     assert by_overrides[()].hydra.job.chdir is True
     assert by_overrides[()].hydra.job.env_set.APP_SEED == "0"
+    assert [job.sweep_config.extra.source for job in composed[-2:]] == ["a", "b"]
 
 
 BAD_OVERRIDES = [

@@ -76,7 +76,7 @@ class _LaunchConfigLoader(ConfigLoaderImpl):
         self.repository = loader.repository
         self._repositories: Dict[Tuple[Optional[str], Tuple[str, ...]], CachingConfigRepository]
         self._repositories = {}
-        self._merged: Dict[Tuple[Tuple[object, ...], ...], DictConfig] = {}
+        self._merged: Dict[Tuple[object, ...], DictConfig] = {}
 
     def _parse_overrides_and_create_caching_repo(
         self, config_name: Optional[str], overrides: List[str]
@@ -93,7 +93,8 @@ class _LaunchConfigLoader(ConfigLoaderImpl):
     def _compose_config_from_defaults_list(
         self, defaults: List[ResultDefault], repo: IConfigRepository
     ) -> DictConfig:
-        key = tuple(astuple(default) for default in defaults)
+        # The repository stands for its search path: the same defaults may come from elsewhere.
+        key = (id(repo), *(astuple(default) for default in defaults))
         if key not in self._merged:
             # Merging moves nodes out of the loaded configs: merge copies, keep the cache intact.
             merged = super()._compose_config_from_defaults_list(defaults, _CopyingRepository(repo))
@@ -111,7 +112,6 @@ class _CopyingRepository(CachingConfigRepository):
     def __init__(self, cached: IConfigRepository) -> None:
         # Not super().__init__, which would copy the repository: this one only reads through it.
         self.delegate = cached
-        self.cache = {}
 
     def load_config(self, config_path: str) -> Optional[ConfigResult]:
         return copy.deepcopy(self.delegate.load_config(config_path))
