@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import HydraContext, RunMode
+from hydra.version import VersionBase
 from omegaconf import MISSING, Container, DictConfig, ListConfig, OmegaConf, open_dict
 
 from hydra_plugins.hydra_vertex_pipeline_launcher._compose import compose
@@ -55,10 +57,21 @@ class Sgd:
 
 @pytest.fixture()
 def loader() -> Iterator[ConfigLoader]:
-    ConfigStore.instance().store(group="optimizer", name="adam", node=Adam)
-    ConfigStore.instance().store(group="optimizer", name="sgd", node=Sgd)
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        yield GlobalHydra.instance().config_loader()
+    """Hydra's loader for compose_conf; Hydra's global state is left as it was found."""
+    store = ConfigStore.instance()
+    hydra_config = HydraConfig.instance().cfg
+    # initialize_config_dir sets the version base for the whole process and leaves it set.
+    version_base = copy.copy(VersionBase.instance())
+    assert "optimizer" not in store.repo
+    store.store(group="optimizer", name="adam", node=Adam)
+    store.store(group="optimizer", name="sgd", node=Sgd)
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base=None):
+            yield GlobalHydra.instance().config_loader()
+    finally:
+        del store.repo["optimizer"]
+        HydraConfig.instance().cfg = hydra_config
+        VersionBase.set_instance(version_base)
 
 
 def _master(loader: ConfigLoader) -> DictConfig:
