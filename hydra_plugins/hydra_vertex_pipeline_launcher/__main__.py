@@ -2,7 +2,8 @@
 
 import sys
 
-from ._cli import main
-
 if __name__ == "__main__":
+    # Imported only here: Hydra's plugin scan loads this module (not named `_*`) in every app.
+    from ._cli import main
+
     sys.exit(main())

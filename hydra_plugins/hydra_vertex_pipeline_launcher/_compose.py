@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import os
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.config_repository import CachingConfigRepository, IConfigRepository
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.default_element import ResultDefault
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.core.utils import filter_overrides
+from hydra.plugins.config_source import ConfigResult
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationResolutionError
 
 DISPLAY_NAME_LIMIT = 128
 # Hydra's keys of a job's output dir (run_job's job_dir_key, job_subdir_key), by mode.
@@ -36,10 +45,76 @@ def compose(
     job_overrides: Sequence[Sequence[str]],
     initial_job_idx: int,
 ) -> List[ComposedJob]:
+    loader = launch_loader(hydra_context.config_loader)
     return [
-        _compose_one(hydra_context, master_config, list(overrides), initial_job_idx + idx)
+        _compose_one(loader, master_config, list(overrides), initial_job_idx + idx)
         for idx, overrides in enumerate(job_overrides)
     ]
+
+
+def launch_loader(loader: ConfigLoader) -> ConfigLoader:
+    """Hydra's own loader for one launch's jobs, caching what they share; another loader as is."""
+    if type(loader) is not ConfigLoaderImpl:
+        return loader
+    return _LaunchConfigLoader(loader)
+
+
+class _LaunchConfigLoader(ConfigLoaderImpl):
+    """Hydra's ConfigLoaderImpl, composing every job with Hydra's own code, with one cache
+    for all the jobs of a launch.
+
+    Hydra gives each composition a fresh CachingConfigRepository, so it reads and parses every
+    config file (and copies every structured config) again for every job, then merges them
+    again. Here one repository per search path serves every job, and each distinct defaults
+    list is merged once; a job gets its own copy of that merge, onto which Hydra applies the
+    job's overrides and its hydra.runtime and hydra.job values as usual.
+    """
+
+    def __init__(self, loader: ConfigLoaderImpl) -> None:
+        # Not super().__init__: the launch shares Hydra's search path and repository.
+        self.config_search_path = loader.config_search_path
+        self.repository = loader.repository
+        self._repositories: Dict[Tuple[Optional[str], Tuple[str, ...]], CachingConfigRepository]
+        self._repositories = {}
+        self._merged: Dict[Tuple[object, ...], DictConfig] = {}
+
+    def _parse_overrides_and_create_caching_repo(
+        self, config_name: Optional[str], overrides: List[str]
+    ) -> Tuple[List[Override], CachingConfigRepository]:
+        parsed = OverridesParser.create().parse_overrides(overrides=overrides)
+        # The primary config and a hydra.searchpath override decide the search path.
+        key = (config_name, tuple(str(o.input_line) for o in parsed if _sets_searchpath(o)))
+        if key not in self._repositories:
+            repository = CachingConfigRepository(self.repository)
+            self._process_config_searchpath(config_name, parsed, repository)
+            self._repositories[key] = repository
+        return parsed, self._repositories[key]
+
+    def _compose_config_from_defaults_list(
+        self, defaults: List[ResultDefault], repo: IConfigRepository
+    ) -> DictConfig:
+        # The repository stands for its search path: the same defaults may come from elsewhere.
+        key = (id(repo), *(astuple(default) for default in defaults))
+        if key not in self._merged:
+            # Merging moves nodes out of the loaded configs: merge copies, keep the cache intact.
+            merged = super()._compose_config_from_defaults_list(defaults, _CopyingRepository(repo))
+            self._merged[key] = merged
+        return copy.deepcopy(self._merged[key])
+
+
+def _sets_searchpath(override: Override) -> bool:
+    return bool(override.get_key_element() == "hydra.searchpath")
+
+
+class _CopyingRepository(CachingConfigRepository):
+    """Hands out copies of what the launch's repository loaded, which Hydra may then change."""
+
+    def __init__(self, cached: IConfigRepository) -> None:
+        # Not super().__init__, which would copy the repository: this one only reads through it.
+        self.delegate = cached
+
+    def load_config(self, config_path: str) -> Optional[ConfigResult]:
+        return copy.deepcopy(self.delegate.load_config(config_path))
 
 
 def compose_single(config: DictConfig) -> ComposedJob:
@@ -57,21 +132,41 @@ def compose_single(config: DictConfig) -> ComposedJob:
 
 
 def _compose_one(
-    hydra_context: HydraContext, master_config: DictConfig, overrides: List[str], num: int
+    loader: ConfigLoader, master_config: DictConfig, overrides: List[str], num: int
 ) -> ComposedJob:
-    sweep_config = hydra_context.config_loader.load_sweep_config(master_config, overrides)
+    sweep_config = loader.load_sweep_config(master_config, overrides)
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{num}"
         sweep_config.hydra.job.num = num
-    # The output dir may use the hydra: resolver, which reads the current HydraConfig.
-    HydraConfig.instance().set_config(sweep_config)
+    # What HydraConfig.set_config does to the config itself, as Hydra's run_job has it done.
+    OmegaConf.set_readonly(sweep_config.hydra, True)
     return ComposedJob(
         num=num,
         overrides=overrides,
         sweep_config=sweep_config,
-        local_dir=job_output_dir(sweep_config),
+        local_dir=_sweep_output_dir(sweep_config),
         display_name=display_name(num, overrides),
     )
+
+
+def _sweep_output_dir(sweep_config: DictConfig) -> Path:
+    """A job's output dir, which may read the hydra: resolver (the current HydraConfig).
+
+    Setting the HydraConfig copies the job's whole hydra node, so it is set only for a dir that
+    does read it; the HydraConfig is left as it was, as Hydra's run_job leaves it.
+    """
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    # Unset, the hydra: resolver fails rather than read another job's config.
+    hydra_config.cfg = None
+    try:
+        try:
+            return job_output_dir(sweep_config)
+        except InterpolationResolutionError:
+            hydra_config.set_config(sweep_config)
+            return job_output_dir(sweep_config)
+    finally:
+        hydra_config.cfg = previous
 
 
 def job_output_path(config: DictConfig, dir_keys: DirKeys = SWEEP_DIR_KEYS) -> str:

@@ -32,13 +32,17 @@ def settings_per_job(
     Raises LauncherConfigError, naming the setting and the job, when a job's config changes a
     run-wide setting or gives a wrong step setting; called before anything is staged.
     """
-    return {job.num: _job_settings(run_settings, job) for job in jobs}
+    # Typing a node takes long; most jobs of a sweep share the same one.
+    typed: Dict[str, VertexPipelineLauncherConf] = {}
+    return {job.num: _job_settings(run_settings, job, typed) for job in jobs}
 
 
 def _job_settings(
-    run_settings: VertexPipelineLauncherConf, job: ComposedJob
+    run_settings: VertexPipelineLauncherConf,
+    job: ComposedJob,
+    typed: Dict[str, VertexPipelineLauncherConf],
 ) -> VertexPipelineLauncherConf:
-    own = _own_settings(job)
+    own = _own_settings(job, typed)
     for name in _run_wide_names():
         if getattr(own, name) != getattr(run_settings, name):
             raise LauncherConfigError(
@@ -57,11 +61,20 @@ def _job_settings(
     return settings
 
 
-def _own_settings(job: ComposedJob) -> VertexPipelineLauncherConf:
-    """Resolved where they stand, so that `${model.cpu}` reads the job's own `model`."""
+def _own_settings(
+    job: ComposedJob, typed: Dict[str, VertexPipelineLauncherConf]
+) -> VertexPipelineLauncherConf:
+    """Resolved where they stand, so that `${model.cpu}` reads the job's own `model`.
+
+    typed: the settings of each resolved node seen so far, by its repr (which tells 1 from 1.0
+    and "1", unlike ==); the settings are never changed, only replaced.
+    """
     try:
         node = OmegaConf.to_container(job.sweep_config.hydra.launcher, resolve=True)
-        return settings_from(node)
+        key = repr(node)
+        if key not in typed:
+            typed[key] = settings_from(node)
+        return typed[key]
     except Exception as e:  # noqa: BLE001 - omegaconf's resolution and validation errors
         raise LauncherConfigError(f"{_job_name(job)}: its hydra.launcher settings: {e}") from e
 

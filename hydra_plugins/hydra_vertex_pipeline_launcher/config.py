@@ -1,4 +1,5 @@
-"""Launcher settings and their ConfigStore entries; imported by every Hydra app, so kept light."""
+"""Launcher settings and the config source of their options; imported by every Hydra app, so kept
+light."""
 # No `from __future__ import annotations` here: Hydra execs this module before it is in
 # sys.modules, and dataclasses then cannot resolve string annotations.
 
@@ -6,8 +7,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from hydra.core.config_store import ConfigStore
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.object_type import ObjectType
 from hydra.errors import CompactHydraException
+from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import OmegaConf
 
 LAUNCHER_TARGET = (
@@ -302,21 +306,82 @@ def _check_positive(value: float, name: str) -> None:
         raise LauncherConfigError(f"hydra.launcher.{name}={value}: set it to a positive number.")
 
 
-def _store(name: str, launcher: type) -> None:
+PROVIDER = "vertex_pipeline_launcher"
+LAUNCHER_GROUP = "hydra/launcher"
+
+
+def _launcher_options() -> Dict[str, type]:
+    """Each hydra/launcher option's config file name, and its settings."""
+    return {
+        f"{LAUNCHER_GROUP}/vertex_pipeline.yaml": VertexPipelineLauncherConf,
+        f"{LAUNCHER_GROUP}/vertex_pipeline_local.yaml": VertexPipelineLocalLauncherConf,
+    }
+
+
+class LauncherConfigSource(ConfigSource):
+    """The hydra/launcher options, made from the dataclasses only when Hydra loads one.
+
+    Hydra reads a config group from every source on its search path alike. Stored in the
+    ConfigStore instead, both dataclasses would be converted at the start of every Hydra app,
+    whether it uses this launcher or not.
+    """
+
+    @staticmethod
+    def scheme() -> str:
+        return "vertex-pipeline-launcher"
+
+    def load_config(self, config_path: str) -> ConfigResult:
+        launcher = _launcher_options().get(self._normalize_file_name(config_path))
+        if launcher is None:
+            raise ConfigLoadError(f"{self.full_path()} has no config {config_path}")
+        return ConfigResult(
+            config=_launcher_node(launcher),
+            path=self.full_path(),
+            provider=self.provider,
+            # As the callbacks go with the launcher, the option sets two keys of `hydra`.
+            header={"package": "hydra"},
+        )
+
+    def available(self) -> bool:
+        return True
+
+    def is_group(self, config_path: str) -> bool:
+        return config_path.strip("/") in ("", "hydra", LAUNCHER_GROUP)
+
+    def is_config(self, config_path: str) -> bool:
+        return self._normalize_file_name(config_path.strip("/")) in _launcher_options()
+
+    def list(self, config_path: str, results_filter: Optional[ObjectType]) -> List[str]:
+        group = config_path.strip("/")
+        found: List[str] = []
+        for child in _children(group):
+            self._list_add_result(found, f"{group}/{child}".lstrip("/"), child, results_filter)
+        return sorted(set(found))
+
+
+def _children(group: str) -> List[str]:
+    """What the source holds in a group: the groups down to hydra/launcher, then its options."""
+    if group == LAUNCHER_GROUP:
+        return [path.rpartition("/")[2] for path in _launcher_options()]
+    return {"": ["hydra"], "hydra": ["launcher"]}.get(group, [])
+
+
+def _launcher_node(launcher: type) -> Any:
     """Each option also registers the callback that sends runs without -m through the launcher:
     Hydra calls a launcher only in multirun mode. Hence the package `hydra`, not `hydra.launcher`.
     """
-    ConfigStore.instance().store(
-        group="hydra/launcher",
-        name=name,
-        package="hydra",
-        node={
+    return OmegaConf.structured(
+        {
             "launcher": launcher,
             "callbacks": {"vertex_pipeline_single_run": {"_target_": SINGLE_RUN_CALLBACK}},
-        },
-        provider="vertex_pipeline_launcher",
+        }
     )
 
 
-_store("vertex_pipeline", VertexPipelineLauncherConf)
-_store("vertex_pipeline_local", VertexPipelineLocalLauncherConf)
+class LauncherSearchPath(SearchPathPlugin):
+    """Puts the launcher's options on every app's config search path."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        path = f"{LauncherConfigSource.scheme()}://"
+        if all(element.path != path for element in search_path.get_path()):
+            search_path.append(PROVIDER, path)
