@@ -3,6 +3,7 @@ overrides, and the job behaves as with Hydra's basic launcher and as in payload 
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 import signal
@@ -241,13 +242,15 @@ def test_an_in_process_launch_must_name_its_command(
 
 def test_a_run_without_multirun_runs_as_the_apps_command(tmp_path: Path) -> None:
     run_dir = tmp_path / "r"
-    args = ["+x=2", "+fault=none", LOCAL, COMMAND, f"hydra.run.dir={run_dir}"]
-    proc = run_app("faults.py", args, tmp_path)
+    # An interpolation reaches the app's command as written, as Hydra records it in-process.
+    secret = "+token=${oc.env:VERTEX_TEST_TOKEN}"
+    args = ["+x=2", "+fault=none", secret, LOCAL, COMMAND, f"hydra.run.dir={run_dir}"]
+    proc = run_app("faults.py", args, tmp_path, env={**os.environ, "VERTEX_TEST_TOKEN": "s3cr3t"})
     assert proc.returncode == 0, proc.stderr
     assert read_json(run_dir / "vertex_status.json")["state"] == "SUCCEEDED"
     assert (run_dir / "before.txt").read_text() == "fault=none\n"
     overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
-    assert overrides == ["+x=2", "+fault=none"]
+    assert overrides == ["+x=2", "+fault=none", secret]
 
 
 def test_on_vertex_each_step_runs_the_app_from_the_images_working_dir(

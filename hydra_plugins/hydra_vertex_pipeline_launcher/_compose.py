@@ -119,7 +119,7 @@ class _CopyingRepository(CachingConfigRepository):
 
 def compose_single(config: DictConfig) -> ComposedJob:
     """A run without -m: Hydra composed it already; its outputs go to hydra.run.dir."""
-    overrides = list(config.hydra.overrides.task)
+    overrides = task_overrides(config)
     return ComposedJob(
         num=0,
         overrides=overrides,
@@ -189,3 +189,10 @@ def display_name(num: int, overrides: Sequence[str]) -> str:
     shown = " ".join(filter_overrides(overrides)) or "(no overrides)"
     name = f"#{num} {shown}"
     return name if len(name) <= DISPLAY_NAME_LIMIT else name[: DISPLAY_NAME_LIMIT - 3] + "..."
+
+
+def task_overrides(config: DictConfig) -> List[str]:
+    """The job's overrides as given, as Hydra's run_job writes them: an interpolation in one
+    (`+token=${oc.env:TOKEN}`) stays unresolved."""
+    overrides: List[str] = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    return overrides

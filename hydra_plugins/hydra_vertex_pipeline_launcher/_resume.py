@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from . import _layout
 from ._backend import State
 from ._collect import Collected, job_return, read_result
-from ._compose import ComposedJob
+from ._compose import ComposedJob, task_overrides
 from ._watch import Outcome
 
 log = logging.getLogger(__name__)
@@ -71,4 +71,4 @@ def _same_overrides(job: ComposedJob, job_dir: Path) -> bool:
         earlier = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
     except OSError:
         return False
-    return earlier == list(job.sweep_config.hydra.overrides.task)
+    return earlier == task_overrides(job.sweep_config)
