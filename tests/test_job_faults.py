@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import time
@@ -12,6 +13,7 @@ import pytest
 from apputil import APPS, read_json, run_app
 from fake_vertex import FakeVertex
 from google.cloud import storage
+from hydra import version
 from hydra._internal.callbacks import Callbacks
 from hydra._internal.hydra import Hydra
 from hydra.core.global_hydra import GlobalHydra
@@ -19,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, RunMode
+from hydra.version import VersionBase
 from vertexutil import vertex_overrides
 
 from hydra_plugins.hydra_vertex_pipeline_launcher._faults import JobExited, JobTimedOut
@@ -30,8 +33,13 @@ TESTS_DIR = str(Path(__file__).parent)
 
 def _launch(overrides: List[str], job_overrides: Sequence[Sequence[str]]) -> List[JobReturn]:
     """What a sweeper gets from our launcher for one batch of faults.py's jobs, in-process."""
+    # Importing the app runs its @hydra.main(version_base=None), which sets the version base for
+    # the whole process: here it holds for this launch only, so later tests (Hydra's own
+    # launcher suites) keep the default.
+    previous_version_base = copy.copy(VersionBase.instance())
     from apps.faults import task
 
+    version.setbase(None)
     hydra_ = Hydra.create_main_hydra_file_or_module(
         calling_file=str(APPS / "faults.py"), calling_module=None, config_path=None, job_name="f"
     )
@@ -46,6 +54,7 @@ def _launch(overrides: List[str], job_overrides: Sequence[Sequence[str]]) -> Lis
         return list(launcher.launch(job_overrides, initial_job_idx=0))
     finally:
         GlobalHydra().clear()
+        VersionBase.set_instance(previous_version_base)
 
 
 def test_each_fault_of_a_sweep_is_named_and_keeps_what_its_job_wrote(

@@ -72,6 +72,7 @@ def test_a_plain_app_runs_only_the_modules_hydra_scans(tmp_path: Path) -> None:
     scanned = [
         PLUGIN,
         f"{PLUGIN}.__main__",
+        f"{PLUGIN}.components",
         f"{PLUGIN}.config",
         f"{PLUGIN}.vertex_pipeline_launcher",
     ]
