@@ -3,6 +3,7 @@ light."""
 # No `from __future__ import annotations` here: Hydra execs this module before it is in
 # sys.modules, and dataclasses then cannot resolve string annotations.
 
+import copy
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -366,16 +367,23 @@ def _children(group: str) -> List[str]:
     return {"": ["hydra"], "hydra": ["launcher"]}.get(group, [])
 
 
+# Each option's node, made once: Hydra loads it again for every job it composes.
+_launcher_nodes: Dict[type, Any] = {}
+
+
 def _launcher_node(launcher: type) -> Any:
     """Each option also registers the callback that sends runs without -m through the launcher:
     Hydra calls a launcher only in multirun mode. Hence the package `hydra`, not `hydra.launcher`.
+    A copy each time, as the ConfigStore gives: Hydra's merges change what they load.
     """
-    return OmegaConf.structured(
-        {
-            "launcher": launcher,
-            "callbacks": {"vertex_pipeline_single_run": {"_target_": SINGLE_RUN_CALLBACK}},
-        }
-    )
+    if launcher not in _launcher_nodes:
+        _launcher_nodes[launcher] = OmegaConf.structured(
+            {
+                "launcher": launcher,
+                "callbacks": {"vertex_pipeline_single_run": {"_target_": SINGLE_RUN_CALLBACK}},
+            }
+        )
+    return copy.deepcopy(_launcher_nodes[launcher])
 
 
 class LauncherSearchPath(SearchPathPlugin):
