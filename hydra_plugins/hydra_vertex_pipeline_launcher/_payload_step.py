@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import cloudpickle
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
@@ -68,7 +69,7 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     sweep_config: DictConfig = job_parts["sweep_config"]
     dir_keys: DirKeys = job_parts["dir_keys"]
     setup_globals()
-    Singleton.set_state(parts["singleton_state"])
+    _restore_singletons(parts["singleton_state"])
     if shared["in_container"]:
         _map_paths_into_container(sweep_config, dir_keys[0])
     HydraConfig.instance().set_config(sweep_config)
@@ -91,6 +92,15 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
         traceback=trace,
         ran_in_output_dir=same_dir(job_return.working_dir, output_dir),
     )
+
+
+def _restore_singletons(state: Dict[str, Any]) -> None:
+    """Hydra's Singleton.set_state, but plugins this interpreter has scanned already (a warm
+    step's server did, before it forked) are kept: set_state would scan them again."""
+    scanned = Singleton._instances.get(Plugins)
+    if scanned is not None:
+        state["instances"][Plugins] = scanned
+    Singleton.set_state(state)
 
 
 def _restore_main(main: Optional[MainScript]) -> Optional[str]:

@@ -337,8 +337,14 @@ def _protocol_fds() -> Tuple[int, int]:
 
 def _preload() -> None:
     """Imports the step module's imports, then forgets the module itself: each step runs it
-    afresh as __main__, as `-m` does (and runpy would warn about it being imported already)."""
+    afresh as __main__, as `-m` does (and runpy would warn about it being imported already).
+    Hydra's plugin scan is done here too, from the paths every step of this server starts with:
+    a step restoring Hydra's state keeps it instead of scanning (and re-running every plugin
+    module) again."""
     __import__(PRELOAD)
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
     del sys.modules[PRELOAD]
     package, _, name = PRELOAD.rpartition(".")
     delattr(sys.modules[package], name)
