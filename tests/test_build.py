@@ -10,10 +10,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import pytest
 import yaml
 from kfp import components
 from omegaconf import OmegaConf
+from test_customjob import needs_gcpc
 
 from hydra_plugins.hydra_vertex_pipeline_launcher._build import build_pipeline, job_inputs
 from hydra_plugins.hydra_vertex_pipeline_launcher._compose import ComposedJob, display_name
@@ -169,9 +169,7 @@ def test_kfp_loads_the_compiled_sweep_back(tmp_path: Path) -> None:
 
 
 def test_custom_job_shapes_each_wrap_their_machine(tmp_path: Path) -> None:
-    pytest.importorskip(
-        "google_cloud_pipeline_components", reason="needs the [customjob] extra (CI: .ci/run)"
-    )
+    needs_gcpc()
     jobs = _jobs(9)
     settings = settings_from({"image": "img:1", "machine_type": "n1-standard-4", "max_parallel": 2})
     machines = ("n1-standard-4", "n1-highmem-8", "a2-highgpu-1g")

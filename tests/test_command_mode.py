@@ -19,7 +19,7 @@ from apputil import APPS, read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
 from hydra.core.utils import JobStatus
 from test_customjob import needs_gcpc
-from test_job_faults import _launch
+from test_job_faults import _launch, fault_errors
 from vertexutil import sweep_args, vertex_overrides
 
 from hydra_plugins.hydra_vertex_pipeline_launcher import config
@@ -135,18 +135,7 @@ def test_each_fault_is_named_and_keeps_what_its_job_wrote_as_in_payload_mode(
     )
     assert time.monotonic() - started < 90, "the hang (120 s) was stopped at its time limit"
 
-    errors = {}
-    for num, fault in enumerate(faults):
-        job_dir = sweep / str(num)
-        assert (job_dir / "before.txt").read_text() == f"fault={fault}\n"
-        # The launcher's job name, not the script's: the job's log is where the launcher looks.
-        assert f"job with fault={fault} starts" in (job_dir / "f.log").read_text()
-        status = read_json(job_dir / "vertex_status.json")
-        errors[fault] = status["error"]
-        assert status["state"] == ("SUCCEEDED" if fault == "none" else "FAILED"), fault
-    assert "the job exited with status 3" in errors["exit"]
-    assert "killed by signal SIGKILL" in errors["kill"]
-    assert "the job timed out after 5 s" in errors["hang"]
+    errors = fault_errors(sweep, faults)
     assert f'File "{APPS / "faults.py"}"' in errors["hang"], "where the job was stopped"
     assert "in task" in errors["hang"]
     assert "the job's return value (a _thread.lock) could not be pickled" in errors["lock"]

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any, Iterator, List
 
 import pytest
+from apputil import multirun_returns
 from hydra import initialize_config_dir
 from hydra._internal.callbacks import Callbacks
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.config_repository import ConfigRepository
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.config_store import ConfigStore
@@ -193,3 +195,29 @@ def test_each_job_gets_the_output_dir_hydra_gives_it(loader: ConfigLoader, subdi
         sweep = expected.hydra.sweep
         assert job.local_dir == Path(os.path.abspath(os.path.join(sweep.dir, sweep.subdir)))
     assert len({job.local_dir for job in composed}) == 4
+
+
+def test_a_sweep_composes_each_job_once_for_the_sweepers_check_and_the_launch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hydra's basic sweeper composes every job to check its batch, then the launcher composes
+    it again; with this launcher, the launch takes the configs the check composed."""
+    compositions: List[List[str]] = []
+    load = ConfigLoaderImpl._load_configuration_impl
+
+    def counted(self: ConfigLoaderImpl, **kwargs: Any) -> Any:
+        compositions.append(list(kwargs["overrides"]))
+        return load(self, **kwargs)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl", counted)
+    monkeypatch.chdir(tmp_path)
+    jobs = "+x=1,2,3"
+    basic = multirun_returns(["hydra/launcher=basic", f"hydra.sweep.dir={tmp_path / 'b'}", jobs])
+    assert len(compositions) == 1 + 2 * 3  # the app's, then each job's: the check's, the launch's
+    compositions.clear()
+    local = ["hydra/launcher=vertex_pipeline_local", f"hydra.sweep.dir={tmp_path / 'l'}", jobs]
+    ours = multirun_returns(local)
+    assert len(compositions) == 1 + 3
+    assert [r.return_value for r in ours] == [r.return_value for r in basic] == [10, 20, 30]
+    assert [r.cfg for r in ours] == [r.cfg for r in basic]
+    assert [r.hydra_cfg.hydra.job.num for r in ours] == [0, 1, 2]

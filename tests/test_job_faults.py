@@ -7,7 +7,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import pytest
 from apputil import APPS, read_json, run_app
@@ -57,6 +57,24 @@ def _launch(overrides: List[str], job_overrides: Sequence[Sequence[str]]) -> Lis
         VersionBase.set_instance(previous_version_base)
 
 
+def fault_errors(sweep: Path, faults: List[str]) -> Dict[str, str]:
+    """Each fault's job kept what it wrote before its fault, logged to its own log (named after
+    the launcher's job name: there the launcher looks) and ended as it should; its error, by
+    fault."""
+    errors = {}
+    for num, fault in enumerate(faults):
+        job_dir = sweep / str(num)
+        assert (job_dir / "before.txt").read_text() == f"fault={fault}\n"
+        assert f"job with fault={fault} starts" in (job_dir / "f.log").read_text()
+        status = read_json(job_dir / "vertex_status.json")
+        errors[fault] = status["error"]
+        assert status["state"] == ("SUCCEEDED" if fault == "none" else "FAILED"), fault
+    assert "the job exited with status 3" in errors["exit"]
+    assert "killed by signal SIGKILL" in errors["kill"]
+    assert "the job timed out after 5 s" in errors["hang"]
+    return errors
+
+
 def test_each_fault_of_a_sweep_is_named_and_keeps_what_its_job_wrote(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,17 +95,7 @@ def test_each_fault_of_a_sweep_is_named_and_keeps_what_its_job_wrote(
     # The hang sleeps 120 s: the sweep must not wait for it.
     assert time.monotonic() - started < 90
 
-    errors = {}
-    for num, fault in enumerate(faults):
-        job_dir = sweep / str(num)
-        assert (job_dir / "before.txt").read_text() == f"fault={fault}\n"
-        assert f"job with fault={fault} starts" in (job_dir / "f.log").read_text()
-        status = read_json(job_dir / "vertex_status.json")
-        errors[fault] = status["error"]
-        assert status["state"] == ("SUCCEEDED" if fault == "none" else "FAILED"), fault
-    assert "the job exited with status 3" in errors["exit"]
-    assert "killed by signal SIGKILL" in errors["kill"]
-    assert "the job timed out after 5 s" in errors["hang"]
+    errors = fault_errors(sweep, faults)
     assert "time.sleep" in errors["hang"], "where the job was stopped"
     assert "the job's return value (a _thread.lock) could not be pickled" in errors["lock"]
     assert "the job timed out after 5 s" in (sweep / "2" / "f.log").read_text()

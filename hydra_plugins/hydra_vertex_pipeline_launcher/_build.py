@@ -9,14 +9,14 @@ compiling, quadratic in the tasks of one pipeline, only ever see a few shapes at
 """
 # No `from __future__ import annotations`: kfp reads the component's annotations as types.
 
-import contextlib
 import copy
 import dataclasses
+import functools
 import gc
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, cast
 
 from ._command import encode_overrides
 from ._compose import ComposedJob
@@ -35,6 +35,7 @@ SHAPES_PER_COMPILE = 50
 Task = Dict[str, Any]  # one task of the compiled spec's DAG, as its YAML holds it
 # A shape's task names in the pipeline kfp compiled: its task alone, and the one after it.
 TaskNames = Tuple[str, Optional[str]]
+BuildFunction = TypeVar("BuildFunction", bound=Callable[..., Any])
 
 
 @dataclasses.dataclass
@@ -60,6 +61,25 @@ class _Steps:
     run_id: str
 
 
+def _without_cycle_collection(build: BuildFunction) -> BuildFunction:
+    """The build makes some ten dicts a job, none in a cycle; the collector's passes over them
+    and over the composed configs already in memory only cost time (a third of the build of
+    3000 jobs, growing faster than the jobs)."""
+
+    @functools.wraps(build)
+    def build_without_cycle_collection(*args: Any, **kwargs: Any) -> Any:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return build(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return cast(BuildFunction, build_without_cycle_collection)
+
+
+@_without_cycle_collection
 def build_pipeline(
     settings: VertexPipelineLauncherConf,
     pipeline_name: str,
@@ -73,33 +93,6 @@ def build_pipeline(
 
     settings: the run's; job_settings: each job's, which shape its step.
     """
-    with _no_cycle_collection():
-        return _build(settings, pipeline_name, run_root_uri, jobs, staged, spec_path, job_settings)
-
-
-@contextlib.contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """The build makes some ten dicts a job, none in a cycle; the collector's passes over them
-    and over the composed configs already in memory only cost time (a third of the build of
-    3000 jobs, growing faster than the jobs)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _build(
-    settings: VertexPipelineLauncherConf,
-    pipeline_name: str,
-    run_root_uri: str,
-    jobs: List[ComposedJob],
-    staged: StagedRun,
-    spec_path: Path,
-    job_settings: Dict[int, VertexPipelineLauncherConf],
-) -> Dict[str, int]:
     component = _job_component(settings, run_root_uri, staged)
     steps = _Steps(
         component=component,

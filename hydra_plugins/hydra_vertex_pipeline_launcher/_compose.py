@@ -6,7 +6,7 @@ import copy
 import os
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.config_repository import CachingConfigRepository, IConfigRepository
@@ -46,10 +46,20 @@ def compose(
     initial_job_idx: int,
 ) -> List[ComposedJob]:
     loader = launch_loader(hydra_context.config_loader)
-    return [
+    composed = [
         _compose_one(loader, master_config, list(overrides), initial_job_idx + idx)
         for idx, overrides in enumerate(job_overrides)
     ]
+    if isinstance(loader, _LaunchConfigLoader):
+        loader.forget_checked()
+    return composed
+
+
+def share_with_sweeper(hydra_context: HydraContext) -> None:
+    """The sweeper composes with the launches' loader too: a sweeper composes every job of a
+    batch once to check it (Sweeper.validate_batch_is_legal) right before it launches that
+    batch, and the launch then takes those configs instead of composing each job again."""
+    hydra_context.config_loader = launch_loader(hydra_context.config_loader)
 
 
 def launch_loader(loader: ConfigLoader) -> ConfigLoader:
@@ -57,6 +67,10 @@ def launch_loader(loader: ConfigLoader) -> ConfigLoader:
     if type(loader) is not ConfigLoaderImpl:
         return loader
     return _LaunchConfigLoader(loader)
+
+
+def _unchanged(loader: ConfigLoader) -> ConfigLoader:
+    return loader
 
 
 class _LaunchConfigLoader(ConfigLoaderImpl):
@@ -72,11 +86,37 @@ class _LaunchConfigLoader(ConfigLoaderImpl):
 
     def __init__(self, loader: ConfigLoaderImpl) -> None:
         # Not super().__init__: the launch shares Hydra's search path and repository.
+        self.original = loader
         self.config_search_path = loader.config_search_path
         self.repository = loader.repository
         self._repositories: Dict[Tuple[Optional[str], Tuple[str, ...]], CachingConfigRepository]
         self._repositories = {}
         self._merged: Dict[Tuple[object, ...], DictConfig] = {}
+        # What the sweeper composed to check a batch, by overrides, until its launch takes it.
+        self._checked: Dict[Tuple[str, ...], Tuple[DictConfig, DictConfig]] = {}
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Pickled (as part of the steps' Hydra context) as the loader it stands for, no caches.
+        return (_unchanged, (self.original,))
+
+    def load_sweep_config(
+        self, master_config: DictConfig, sweep_overrides: List[str]
+    ) -> DictConfig:
+        composed = super().load_sweep_config(master_config, sweep_overrides)
+        # The sweeper drops what it composed to check a batch: the batch's launch takes it.
+        self._checked[tuple(sweep_overrides)] = (master_config, composed)
+        return composed
+
+    def sweep_config(self, master_config: DictConfig, overrides: List[str]) -> DictConfig:
+        """The job's config: the one composed to check its batch, else composed now."""
+        checked = self._checked.pop(tuple(overrides), None)
+        if checked is not None and checked[0] is master_config:
+            return checked[1]
+        return super().load_sweep_config(master_config, overrides)
+
+    def forget_checked(self) -> None:
+        """What no launch took (a sweeper's check of a batch it did not launch)."""
+        self._checked.clear()
 
     def _parse_overrides_and_create_caching_repo(
         self, config_name: Optional[str], overrides: List[str]
@@ -134,7 +174,10 @@ def compose_single(config: DictConfig) -> ComposedJob:
 def _compose_one(
     loader: ConfigLoader, master_config: DictConfig, overrides: List[str], num: int
 ) -> ComposedJob:
-    sweep_config = loader.load_sweep_config(master_config, overrides)
+    if isinstance(loader, _LaunchConfigLoader):
+        sweep_config = loader.sweep_config(master_config, overrides)
+    else:
+        sweep_config = loader.load_sweep_config(master_config, overrides)
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{num}"
         sweep_config.hydra.job.num = num

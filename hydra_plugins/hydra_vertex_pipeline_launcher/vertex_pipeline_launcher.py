@@ -30,6 +30,9 @@ class VertexPipelineLauncher(Launcher):
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
+        from ._compose import share_with_sweeper
+
+        share_with_sweeper(hydra_context)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
