@@ -17,13 +17,11 @@ import pytest
 import yaml
 from apputil import APPS, read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
-from hydra.core.utils import JobStatus
 from test_customjob import needs_gcpc
-from test_job_faults import _launch, fault_errors
+from test_job_faults import _launch, check_faults
 from vertexutil import sweep_args, vertex_overrides
 
 from hydra_plugins.hydra_vertex_pipeline_launcher import config
-from hydra_plugins.hydra_vertex_pipeline_launcher._faults import JobExited, JobTimedOut
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 COMMAND = "hydra.launcher.execution=command"
@@ -135,20 +133,9 @@ def test_each_fault_is_named_and_keeps_what_its_job_wrote_as_in_payload_mode(
     )
     assert time.monotonic() - started < 90, "the hang (120 s) was stopped at its time limit"
 
-    errors = fault_errors(sweep, faults)
+    errors = check_faults(sweep, faults, returns)
     assert f'File "{APPS / "faults.py"}"' in errors["hang"], "where the job was stopped"
     assert "in task" in errors["hang"]
-    assert "the job's return value (a _thread.lock) could not be pickled" in errors["lock"]
-    assert "the job timed out after 5 s" in (sweep / "2" / "f.log").read_text()
-    assert "the job exited with status 3" in (sweep / "0" / "f.log").read_text()
-
-    exited, killed, hung, locked, healthy = returns
-    assert isinstance(exited._return_value, JobExited)
-    assert isinstance(hung._return_value, JobTimedOut)
-    assert "killed by signal SIGKILL" in str(killed._return_value)
-    assert "_thread.lock" in str(locked._return_value)
-    assert all(r.status is JobStatus.FAILED for r in (exited, killed, hung, locked))
-    assert healthy.status is JobStatus.COMPLETED and healthy.return_value == 40
 
 
 def test_a_raising_job_names_the_apps_file_and_line_everywhere(tmp_path: Path) -> None:

@@ -57,10 +57,10 @@ def _launch(overrides: List[str], job_overrides: Sequence[Sequence[str]]) -> Lis
         VersionBase.set_instance(previous_version_base)
 
 
-def fault_errors(sweep: Path, faults: List[str]) -> Dict[str, str]:
+def check_faults(sweep: Path, faults: List[str], returns: List[JobReturn]) -> Dict[str, str]:
     """Each fault's job kept what it wrote before its fault, logged to its own log (named after
-    the launcher's job name: there the launcher looks) and ended as it should; its error, by
-    fault."""
+    the launcher's job name: there the launcher looks), ended as it should and came back to the
+    sweeper as it should; its error, by fault."""
     errors = {}
     for num, fault in enumerate(faults):
         job_dir = sweep / str(num)
@@ -72,6 +72,17 @@ def fault_errors(sweep: Path, faults: List[str]) -> Dict[str, str]:
     assert "the job exited with status 3" in errors["exit"]
     assert "killed by signal SIGKILL" in errors["kill"]
     assert "the job timed out after 5 s" in errors["hang"]
+    assert "the job's return value (a _thread.lock) could not be pickled" in errors["lock"]
+    assert "the job timed out after 5 s" in (sweep / "2" / "f.log").read_text()
+    assert "the job exited with status 3" in (sweep / "0" / "f.log").read_text()
+
+    exited, killed, hung, locked, healthy = returns
+    assert isinstance(exited._return_value, JobExited)
+    assert isinstance(hung._return_value, JobTimedOut)
+    assert "killed by signal SIGKILL" in str(killed._return_value)
+    assert "_thread.lock" in str(locked._return_value)
+    assert all(r.status is JobStatus.FAILED for r in (exited, killed, hung, locked))
+    assert healthy.status is JobStatus.COMPLETED and healthy.return_value == 40
     return errors
 
 
@@ -95,19 +106,8 @@ def test_each_fault_of_a_sweep_is_named_and_keeps_what_its_job_wrote(
     # The hang sleeps 120 s: the sweep must not wait for it.
     assert time.monotonic() - started < 90
 
-    errors = fault_errors(sweep, faults)
+    errors = check_faults(sweep, faults, returns)
     assert "time.sleep" in errors["hang"], "where the job was stopped"
-    assert "the job's return value (a _thread.lock) could not be pickled" in errors["lock"]
-    assert "the job timed out after 5 s" in (sweep / "2" / "f.log").read_text()
-    assert "the job exited with status 3" in (sweep / "0" / "f.log").read_text()
-
-    exited, killed, hung, locked, healthy = returns
-    assert isinstance(exited._return_value, JobExited)
-    assert isinstance(hung._return_value, JobTimedOut)
-    assert "killed by signal SIGKILL" in str(killed._return_value)
-    assert "_thread.lock" in str(locked._return_value)
-    assert all(r.status is JobStatus.FAILED for r in (exited, killed, hung, locked))
-    assert healthy.status is JobStatus.COMPLETED and healthy.return_value == 40
 
 
 def test_the_time_limit_holds_on_vertex(
