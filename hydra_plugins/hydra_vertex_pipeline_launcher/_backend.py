@@ -75,6 +75,11 @@ class RunContext:
         """The run's status and everything needed to find it again."""
         return self.local_dir / "run.json"
 
+    @property
+    def record_dir(self) -> Path:
+        """The sweep dir (or a single run's own dir) the run is recorded in."""
+        return self.local_dir.parent.parent
+
 
 @dataclass(frozen=True)
 class RunLocation:

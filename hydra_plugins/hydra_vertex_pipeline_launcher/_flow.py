@@ -125,7 +125,7 @@ def _run_pipeline(
 ) -> Dict[int, JobReturn]:
     settings = request.settings
     job_settings = settings_per_job(settings, jobs)
-    run = _new_run(settings, request.config, record_dir)
+    run = new_run(settings, str(request.config.hydra.job.name), record_dir)
     backend = make_backend(settings, run)
     try:
         storage = open_storage(run.staging_uri, settings.request_timeout, settings.staging_root)
@@ -178,7 +178,7 @@ def _submit_and_watch(
 ) -> Dict[int, JobReturn]:
     where = backend.location.console_url or backend.location.resource_name
     returns: Dict[int, JobReturn] = {}
-    attach_hint = attach_command(run.record_path.parents[2]) if backend.outlives_launcher else ""
+    attach_hint = attach_command(run.record_dir) if backend.outlives_launcher else ""
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
         collected = collect(storage, job, task, f"run {where}", attach_hint)
@@ -296,15 +296,9 @@ def _detached(
     return returns
 
 
-def _new_run(
-    settings: VertexPipelineLauncherConf, master_config: DictConfig, record_dir: Path
-) -> RunContext:
-    """record_dir: the sweep dir, or a single run's own dir."""
-    return new_run(settings, str(master_config.hydra.job.name), record_dir)
-
-
 def new_run(settings: VertexPipelineLauncherConf, job_name: str, record_dir: Path) -> RunContext:
-    """A new run of the pipeline named by settings (else job_name), recorded in record_dir."""
+    """A new run of the pipeline named by settings (else job_name), recorded in record_dir (the
+    sweep dir, or a single run's own dir)."""
     pipeline_name = pipeline_slug(settings.pipeline_name or job_name)
     run_id = new_run_id(pipeline_name)
     staging_root = settings.staging_root or str(record_dir / RUNS_DIR)
@@ -381,7 +375,7 @@ def _watch_failed(backend: PipelineBackend, watcher: Watcher, run: RunContext, w
             f"Submitting or watching {where} failed; if it was created, it goes on. "
             f"{run.record_path} names the run and its staging root, where each "
             "job's outputs and result land; to watch and collect it again: "
-            f"{attach_command(run.record_path.parents[2])}"
+            f"{attach_command(run.record_dir)}"
         )
         return
     if _cancel(backend, watcher, run, where) is not None:
