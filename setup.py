@@ -39,7 +39,7 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "hydra-vertex-pipeline = hydra_plugins.hydra_vertex_pipeline_launcher._cli:main",
+            "hydra-vertex-pipeline = hydra_plugins.hydra_vertex_pipeline_launcher._cli._main:main",
         ],
     },
     include_package_data=True,

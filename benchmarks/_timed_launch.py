@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from hydra.core.plugins import Plugins
 
-from hydra_plugins.hydra_vertex_pipeline_launcher import _flow
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch import _flow
 
 
 class Submitted(KeyboardInterrupt):

@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Sequence
 
 from omegaconf import OmegaConf
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._compose import ComposedJob, display_name
-from hydra_plugins.hydra_vertex_pipeline_launcher._stage import StagedRun
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._compose import ComposedJob, display_name
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._stage import StagedRun
 from hydra_plugins.hydra_vertex_pipeline_launcher.config import (
     VertexPipelineLauncherConf,
     settings_from,
@@ -62,7 +62,7 @@ def build_once(
     count: int, workdir: Path, custom_job: bool = False, max_parallel: Optional[int] = None
 ) -> Dict[str, float]:
     """Wall and CPU seconds to build and compile a `count`-job sweep; the spec's bytes."""
-    from hydra_plugins.hydra_vertex_pipeline_launcher._build import build_pipeline
+    from hydra_plugins.hydra_vertex_pipeline_launcher._launch._build import build_pipeline
 
     settings = _settings(custom_job, max_parallel)
     jobs = _jobs(count)

@@ -2,7 +2,7 @@
 
 Two comparisons, each measured in this one run (medians of `repeats` runs):
 
-- steps: 200 trivial steps, `python -m hydra_plugins.hydra_vertex_pipeline_launcher._remote
+- steps: 200 trivial steps, `python -m hydra_plugins.hydra_vertex_pipeline_launcher._step._entry
   --help` (it imports everything a step imports, then exits), one per CPU at a time, started
   as the local backend starts them: a fresh interpreter each (cold) vs forked from the
   preloaded warm-start server (warm).
@@ -27,10 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._backend_local import _own_process_group
-from hydra_plugins.hydra_vertex_pipeline_launcher._warm import WarmStarter
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._local import _own_process_group
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._warm import WarmStarter
 
-STEP = [sys.executable, "-m", "hydra_plugins.hydra_vertex_pipeline_launcher._remote", "--help"]
+STEP = [sys.executable, "-m", "hydra_plugins.hydra_vertex_pipeline_launcher._step._entry", "--help"]
 APP = textwrap.dedent(
     """
     import hydra

@@ -201,9 +201,9 @@ def _own_build_seconds(jobs: int) -> float:
     """build_pipeline alone, for trivial composed jobs (when build_scale.py is not there)."""
     from omegaconf import OmegaConf
 
-    from hydra_plugins.hydra_vertex_pipeline_launcher._build import build_pipeline
-    from hydra_plugins.hydra_vertex_pipeline_launcher._compose import ComposedJob
-    from hydra_plugins.hydra_vertex_pipeline_launcher._stage import StagedRun
+    from hydra_plugins.hydra_vertex_pipeline_launcher._launch._build import build_pipeline
+    from hydra_plugins.hydra_vertex_pipeline_launcher._launch._compose import ComposedJob
+    from hydra_plugins.hydra_vertex_pipeline_launcher._launch._stage import StagedRun
     from hydra_plugins.hydra_vertex_pipeline_launcher.config import settings_from
 
     config = OmegaConf.create({"hydra": {"job": {"name": "bench"}}})

@@ -86,8 +86,8 @@ def _median_seconds(action: Callable[[], Any], runs: int) -> float:
 
 
 def measure(tasks: int = 1000, runs: int = 7) -> dict:
-    from hydra_plugins.hydra_vertex_pipeline_launcher._backend import RunContext
-    from hydra_plugins.hydra_vertex_pipeline_launcher._backend_vertex import (
+    from hydra_plugins.hydra_vertex_pipeline_launcher._backends._base import RunContext
+    from hydra_plugins.hydra_vertex_pipeline_launcher._backends._vertex import (
         VertexBackend,
         run_status,
     )

@@ -87,7 +87,7 @@ def _objects(
     staged_job: Mapping[str, bytes], outputs_job: Mapping[str, bytes], result: bytes, count: int
 ) -> Tuple[Dict[str, bytes], Dict[str, bytes]]:
     """What `count` jobs stage, and what their steps hand back, by object name."""
-    from hydra_plugins.hydra_vertex_pipeline_launcher import _layout
+    from hydra_plugins.hydra_vertex_pipeline_launcher._shared import _layout
 
     staged: Dict[str, bytes] = {}
     handed_back: Dict[str, bytes] = {}
@@ -100,10 +100,13 @@ def _objects(
 
 
 def _parallel(root: str, run: str, staged: Mapping[str, bytes], count: int, work: Path) -> float:
-    from hydra_plugins.hydra_vertex_pipeline_launcher._backend import State, TaskStatus
-    from hydra_plugins.hydra_vertex_pipeline_launcher._collect import collect
-    from hydra_plugins.hydra_vertex_pipeline_launcher._storage import open_storage
-    from hydra_plugins.hydra_vertex_pipeline_launcher._watch import COLLECT_WORKERS, WatchedJob
+    from hydra_plugins.hydra_vertex_pipeline_launcher._backends._base import State, TaskStatus
+    from hydra_plugins.hydra_vertex_pipeline_launcher._launch._collect import collect
+    from hydra_plugins.hydra_vertex_pipeline_launcher._launch._watch import (
+        COLLECT_WORKERS,
+        WatchedJob,
+    )
+    from hydra_plugins.hydra_vertex_pipeline_launcher._shared._storage import open_storage
 
     storage = open_storage(f"{root}/{run}", timeout=120)
     jobs = [WatchedJob(n, f"task-{n}", f"#{n}", work / run / str(n)) for n in range(count)]
@@ -152,7 +155,7 @@ def measure(
     staged_job: one job's staged objects by name (payload.pkl, config.yaml, ...); outputs_job:
     its output dir's files by relative path; result: its result.pkl.
     """
-    from hydra_plugins.hydra_vertex_pipeline_launcher._storage import open_storage
+    from hydra_plugins.hydra_vertex_pipeline_launcher._shared._storage import open_storage
 
     ways = (("parallel", jobs, _parallel), ("one_at_a_time", sample, _one_at_a_time))
     timings: Dict[str, List[float]] = {"parallel": [], "one_at_a_time": []}

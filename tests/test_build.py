@@ -15,10 +15,10 @@ from kfp import components
 from omegaconf import OmegaConf
 from test_customjob import needs_gcpc
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._build import build_pipeline, job_inputs
-from hydra_plugins.hydra_vertex_pipeline_launcher._compose import ComposedJob, display_name
-from hydra_plugins.hydra_vertex_pipeline_launcher._customjob import step_container
-from hydra_plugins.hydra_vertex_pipeline_launcher._stage import StagedRun
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._spec import step_container
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._build import build_pipeline, job_inputs
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._compose import ComposedJob, display_name
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._stage import StagedRun
 from hydra_plugins.hydra_vertex_pipeline_launcher.config import (
     ResourcesConf,
     VertexPipelineLauncherConf,

@@ -22,7 +22,7 @@ from hydra.types import HydraContext, RunMode
 from hydra.version import VersionBase
 from omegaconf import MISSING, Container, DictConfig, ListConfig, OmegaConf, open_dict
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._compose import compose
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._compose import compose
 
 CONF = Path(__file__).parent / "apps" / "compose_conf"
 SEARCHPATH = Path(__file__).parent / "apps" / "compose_searchpath"

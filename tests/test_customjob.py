@@ -75,7 +75,9 @@ def test_machine_type_and_spot_compile_into_custom_job_steps_that_run_locally(
         assert task["strategy"] == "SPOT"
         assert task["pool"]["machine_spec"] == {"machine_type": "n1-highmem-8"}
         container = task["pool"]["container_spec"]
-        assert container["command"][-1] == "hydra_plugins.hydra_vertex_pipeline_launcher._remote"
+        assert (
+            container["command"][-1] == "hydra_plugins.hydra_vertex_pipeline_launcher._step._entry"
+        )
         # Env goes to the job's container: set on the task, it would reach only the launcher.
         assert {"name": "HYDRA_VERTEX_PIPELINE_STEP", "value": "1"} in container["env"]
 

@@ -93,7 +93,7 @@ def test_ctrl_c_while_a_job_is_collected_keeps_its_collected_state(
 STAGE_MANY = textwrap.dedent(
     """
     import sys
-    from hydra_plugins.hydra_vertex_pipeline_launcher._storage import open_storage
+    from hydra_plugins.hydra_vertex_pipeline_launcher._shared._storage import open_storage
 
     store = open_storage(sys.argv[1], timeout=30)
     store.write_many({f"jobs/{n}/config.yaml": b"x: 1" for n in range(int(sys.argv[2]))})

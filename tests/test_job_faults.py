@@ -24,7 +24,7 @@ from hydra.types import HydraContext, RunMode
 from hydra.version import VersionBase
 from vertexutil import vertex_overrides
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._faults import JobExited, JobTimedOut
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._faults import JobExited, JobTimedOut
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 VERTEX = "hydra/launcher=vertex_pipeline"

@@ -71,9 +71,15 @@ def test_a_plain_app_runs_only_the_modules_hydra_scans(tmp_path: Path) -> None:
         for line in proc.stdout.splitlines()
         if line.startswith(("modules ", "stored "))
     )
+    # pkgutil.walk_packages imports each subpackage to look inside: their __init__s are
+    # docstrings only (tests/test_layout.py), and Hydra skips their `_`-named modules.
+    subpackages = [
+        f"{PLUGIN}.{sub}" for sub in ("_backends", "_cli", "_launch", "_shared", "_step")
+    ]
     scanned = [
         PLUGIN,
         f"{PLUGIN}.__main__",
+        *subpackages,
         f"{PLUGIN}.components",
         f"{PLUGIN}.config",
         f"{PLUGIN}.vertex_pipeline_launcher",

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from apputil import APPS, read_json, wait_until
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._storage import UnsafeObjectName, safe_relative
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._storage import (
+    UnsafeObjectName,
+    safe_relative,
+)
 
 # Runs an app as `python app.py ...` would, in an interpreter without SIGHUP and os.killpg.
 WITHOUT_SIGHUP_OR_KILLPG = textwrap.dedent(

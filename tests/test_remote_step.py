@@ -8,7 +8,7 @@ from typing import List
 
 import cloudpickle
 
-from hydra_plugins.hydra_vertex_pipeline_launcher import _remote
+from hydra_plugins.hydra_vertex_pipeline_launcher._step import _entry
 
 
 def _step_args(run_root: Path, shared_digest: str, python: str) -> List[str]:
@@ -40,7 +40,7 @@ def test_a_payload_whose_digest_differs_is_refused_before_unpickling(tmp_path: P
     (tmp_path / "shared.pkl").write_bytes(payload)
     staged_digest = hashlib.sha256(b"what the launcher staged").hexdigest()
 
-    exit_code = _remote.main(_step_args(tmp_path, staged_digest, _remote_python()))
+    exit_code = _entry.main(_step_args(tmp_path, staged_digest, _remote_python()))
 
     assert exit_code == 1
     assert "refusing it" in str(_result_error(tmp_path))
@@ -49,7 +49,7 @@ def test_a_payload_whose_digest_differs_is_refused_before_unpickling(tmp_path: P
 
 
 def test_an_image_with_another_python_is_named(tmp_path: Path) -> None:
-    exit_code = _remote.main(_step_args(tmp_path, "0" * 64, "2.7"))
+    exit_code = _entry.main(_step_args(tmp_path, "0" * 64, "2.7"))
     assert exit_code == 1
     assert "build the image from python:2.7" in str(_result_error(tmp_path))
 

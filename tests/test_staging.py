@@ -10,8 +10,8 @@ from typing import List
 from apputil import run_app
 from omegaconf import OmegaConf
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._compose import ComposedJob
-from hydra_plugins.hydra_vertex_pipeline_launcher._stage import _readable_configs
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._compose import ComposedJob
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._stage import _readable_configs
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 # Issue #11: payload, readable configs and result of a trivial job.

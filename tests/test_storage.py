@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from google.cloud import storage as gcs_client
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._storage import (
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._storage import (
     LauncherConfigError,
     UnsafeObjectName,
     open_storage,

@@ -11,7 +11,7 @@ from conftest import Emulator
 from google.cloud import storage as gcs_client
 from tcp_proxy import SwitchableProxy
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._storage import (
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._storage import (
     MAX_WORKERS,
     PARALLEL_CALLS,
     open_storage,

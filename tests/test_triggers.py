@@ -9,13 +9,17 @@ from apputil import wait_until
 from fake_vertex import FakeVertex
 from kfp import compiler, dsl
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._backend import RunContext, RunStatus, State
-from hydra_plugins.hydra_vertex_pipeline_launcher._backend_local import LocalBackend
-from hydra_plugins.hydra_vertex_pipeline_launcher._backend_vertex import (
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._base import (
+    RunContext,
+    RunStatus,
+    State,
+)
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._local import LocalBackend
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._vertex import (
     NOT_TRIGGERED_ERROR,
     VertexBackend,
 )
-from hydra_plugins.hydra_vertex_pipeline_launcher._build import _chain_lanes
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._build import _chain_lanes
 from hydra_plugins.hydra_vertex_pipeline_launcher.config import settings_from
 
 # Appends its name to the file `board`, then exits with `code` (an int constant renders "3" on

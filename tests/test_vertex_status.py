@@ -6,8 +6,8 @@ import json
 
 from google.cloud import aiplatform_v1
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._backend import State, TaskStatus
-from hydra_plugins.hydra_vertex_pipeline_launcher._backend_vertex import (
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._base import State, TaskStatus
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._vertex import (
     NOT_TRIGGERED_ERROR,
     run_status,
 )

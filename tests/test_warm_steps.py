@@ -14,12 +14,12 @@ from typing import Dict, Iterator, List
 import pytest
 from apputil import read_json, wait_until
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._backend_local import (
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._local import (
     _how_it_ended,
     _own_process_group,
     _signal_group,
 )
-from hydra_plugins.hydra_vertex_pipeline_launcher._warm import WarmStarter, can_start_warm
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._warm import WarmStarter, can_start_warm
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="warm starts need fork")
 
@@ -251,7 +251,7 @@ def test_the_jobs_of_a_sweep_run_in_warm_steps_each_in_its_own_process(tmp_path:
         assert job["pid"] == job["pgid"] == job["sid"]
         assert job["cwd"] == str(tmp_path) and job["var"] == "set-by-the-spec"
         # Forked by the warm-start server, which the launcher started: not by the launcher.
-        assert "hydra_vertex_pipeline_launcher._warm" in job["parent"]
+        assert "hydra_vertex_pipeline_launcher._backends._warm" in job["parent"]
     logs = sorted((sweep / "vertex_pipeline").glob("*/steps/*.log"))
     consoles = sorted(line for log in logs for line in log.read_text().splitlines())
     assert consoles == [f"console of x={x}" for x in (1, 2, 3, 4)]

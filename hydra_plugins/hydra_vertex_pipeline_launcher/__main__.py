@@ -4,6 +4,6 @@ import sys
 
 if __name__ == "__main__":
     # Imported only here: Hydra's plugin scan loads this module (not named `_*`) in every app.
-    from ._cli import main
+    from ._cli._main import main
 
     sys.exit(main())

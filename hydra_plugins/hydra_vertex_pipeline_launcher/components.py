@@ -41,7 +41,7 @@ from typing import (
 )
 
 if TYPE_CHECKING:
-    from ._pipeline_run import PipelineRun
+    from ._launch._pipeline_run import PipelineRun
     from .config import VertexPipelineLauncherConf
 
 # The parameter types whose values Hydra reads back from Vertex's text as they were sent (and
@@ -126,7 +126,7 @@ def run_pipeline(
     the local backend the steps' artifacts are in
     `<output_dir>/vertex_pipeline/<run id>/pipeline_root/<task>/<name>`.
     """
-    from ._pipeline_run import run
+    from ._launch._pipeline_run import run
 
     return run(pipeline, dict(arguments or {}), backend, output_dir, settings, launcher_settings)
 

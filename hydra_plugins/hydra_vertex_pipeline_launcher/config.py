@@ -18,7 +18,9 @@ from omegaconf import OmegaConf
 LAUNCHER_TARGET = (
     "hydra_plugins.hydra_vertex_pipeline_launcher.vertex_pipeline_launcher.VertexPipelineLauncher"
 )
-SINGLE_RUN_CALLBACK = "hydra_plugins.hydra_vertex_pipeline_launcher._callbacks.SingleRunOnPipeline"
+SINGLE_RUN_CALLBACK = (
+    "hydra_plugins.hydra_vertex_pipeline_launcher._launch._callbacks.SingleRunOnPipeline"
+)
 # Set in every step's environment: an app run inside a step never launches again.
 IN_STEP_ENV = "HYDRA_VERTEX_PIPELINE_STEP"
 

@@ -30,7 +30,7 @@ class VertexPipelineLauncher(Launcher):
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
-        from ._compose import share_with_sweeper
+        from ._launch._compose import share_with_sweeper
 
         share_with_sweeper(hydra_context)
 
@@ -39,7 +39,7 @@ class VertexPipelineLauncher(Launcher):
     ) -> Sequence[JobReturn]:
         assert self.config is not None and self.task_function is not None
         assert self.hydra_context is not None
-        from . import _flow
+        from ._launch import _flow
 
         return _flow.launch(
             settings=self.settings,

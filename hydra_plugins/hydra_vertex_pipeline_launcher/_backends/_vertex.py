@@ -1,0 +1,355 @@
+"""The vertex backend: the compiled spec becomes a Vertex AI PipelineJob, via aiplatform's client.
+
+REST everywhere: the same transport reaches Vertex and, for an http:// api_endpoint, a local
+emulator (gRPC there always wants TLS). PipelineJob.submit()/wait() are not used: submit creates
+buckets through other APIs and wait() polls every 5 s forever.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
+
+import yaml
+
+from ..config import LauncherConfigError, VertexPipelineLauncherConf
+from ._base import (
+    CancelOutcome,
+    RunContext,
+    RunLocation,
+    RunNotFound,
+    RunStatus,
+    State,
+    TaskStatus,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CONSOLE_URL = (
+    "https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/runs/{id}"
+    "?project={project}"
+)
+LABEL_LIMIT = 63
+# Seconds between looks for a run whose create was in flight when the launcher was interrupted.
+LOOKUP_DELAY = 1.0
+TASK_STATES = {
+    "SUCCEEDED": State.SUCCEEDED,
+    "FAILED": State.FAILED,
+    # Never run: SKIPPED (e.g. a condition false), NOT_TRIGGERED (its trigger policy was not
+    # met, or a cancel came first: see _unstarted_state).
+    "SKIPPED": State.FAILED,
+    "NOT_TRIGGERED": State.FAILED,
+    "CANCELLED": State.CANCELLED,
+    "RUNNING": State.RUNNING,
+    "CANCEL_PENDING": State.RUNNING,
+    "CANCELLING": State.RUNNING,
+}
+NOT_TRIGGERED_ERROR = (
+    "Vertex did not start the step (NOT_TRIGGERED): a step it waits for did not succeed"
+)
+RUN_STATES = {
+    "PIPELINE_STATE_RUNNING": State.RUNNING,
+    "PIPELINE_STATE_CANCELLING": State.RUNNING,
+    "PIPELINE_STATE_SUCCEEDED": State.SUCCEEDED,
+    "PIPELINE_STATE_FAILED": State.FAILED,
+    "PIPELINE_STATE_CANCELLED": State.CANCELLED,
+    # A paused run runs nothing more until someone resumes it: this launcher stops waiting.
+    "PIPELINE_STATE_PAUSED": State.FAILED,
+}
+
+
+class VertexBackend:
+    steps_share_filesystem = False
+    outlives_launcher = True
+
+    def __init__(self, settings: VertexPipelineLauncherConf, run: RunContext) -> None:
+        self.settings = settings
+        self.run = run
+        self.parent = f"projects/{settings.project}/locations/{settings.location}"
+        self.resource_name = f"{self.parent}/pipelineJobs/{run.run_id}"
+        self.location = RunLocation(
+            resource_name=self.resource_name,
+            console_url=CONSOLE_URL.format(
+                location=settings.location, id=run.run_id, project=settings.project
+            ),
+        )
+        self._client = _pipeline_client(settings)
+        self._task_keys: Dict[str, str] = {}
+        self._create_sent = False
+
+    def submit(self, spec_path: Path) -> None:
+        spec = self._read_spec(spec_path)
+        self._create_once(self._pipeline_job(spec))
+
+    def reattach(self, spec_path: Path) -> None:
+        """Reads and cancels a run that another process submitted from this spec."""
+        self._read_spec(spec_path)
+        self._create_sent = True
+
+    def _read_spec(self, spec_path: Path) -> Dict[str, Any]:
+        spec: Dict[str, Any] = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        tasks = spec["root"]["dag"]["tasks"]
+        # Vertex reports a task by its display name; the DAG key is accepted too, unless it is
+        # also the pipeline's name, which the run's own (root) task detail carries.
+        self._task_keys = {key: key for key in tasks}
+        self._task_keys.pop(spec["pipelineInfo"]["name"], None)
+        self._task_keys.update({task["taskInfo"]["name"]: key for key, task in tasks.items()})
+        return spec
+
+    def read_status(self) -> RunStatus:
+        from google.api_core import exceptions
+
+        try:
+            job = self._call(self._client.get_pipeline_job, name=self.resource_name)
+        except exceptions.NotFound as e:
+            raise RunNotFound(
+                f"Vertex has no run {self.resource_name} ({e.message}): it was never created "
+                "(its launcher stopped before the create), or it was deleted."
+            ) from e
+        return run_status(job, self._task_keys)
+
+    def cancel(self) -> CancelOutcome:
+        """Cancels the run, all within request_timeout; raises if Vertex cannot confirm it.
+
+        A 404 may only mean that a create in flight when the launcher was interrupted has not
+        landed yet: the cancel is tried again until the deadline, and so cancels the run if it
+        appears.
+        """
+        from google.api_core import exceptions
+
+        if not self._create_sent:
+            return CancelOutcome.NEVER_CREATED
+        deadline = time.monotonic() + self.settings.request_timeout
+        while True:
+            try:
+                self._call(
+                    self._client.cancel_pipeline_job,
+                    deadline - time.monotonic(),
+                    name=self.resource_name,
+                )
+                return CancelOutcome.CONFIRMED
+            except exceptions.NotFound:
+                if time.monotonic() + LOOKUP_DELAY >= deadline:
+                    log.info(
+                        f"{self.resource_name} did not appear within "
+                        f"{self.settings.request_timeout:.0f}s: it was not created"
+                    )
+                    return CancelOutcome.NEVER_CREATED
+                time.sleep(LOOKUP_DELAY)
+            except exceptions.BadRequest as e:  # FAILED_PRECONDITION: it ended meanwhile
+                log.info(f"{self.resource_name} had already ended: {e.message}")
+                return CancelOutcome.ALREADY_ENDED
+
+    def close(self) -> None:
+        self._client.transport.close()
+
+    def _pipeline_job(self, spec: Dict[str, Any]) -> Any:
+        from google.cloud import aiplatform_v1
+
+        settings = self.settings
+        job = aiplatform_v1.PipelineJob(
+            display_name=self.run.run_id,
+            pipeline_spec=spec,
+            labels=vertex_labels(settings.labels, self.run.job_name),
+            runtime_config=aiplatform_v1.PipelineJob.RuntimeConfig(
+                gcs_output_directory=f"{self.run.staging_uri}/pipeline_root",
+                failure_policy=aiplatform_v1.PipelineFailurePolicy.PIPELINE_FAILURE_POLICY_FAIL_SLOW,
+            ),
+        )
+        if settings.service_account:
+            job.service_account = settings.service_account
+        if settings.network:
+            job.network = settings.network
+        if settings.encryption_spec_key_name:
+            job.encryption_spec = aiplatform_v1.EncryptionSpec(
+                kms_key_name=settings.encryption_spec_key_name
+            )
+        return job
+
+    def _create_once(self, job: Any) -> Any:
+        """Creates the run; after an unclear answer, looks it up before trying again."""
+        from google.api_core import exceptions
+
+        deadline = time.monotonic() + self.settings.request_timeout
+        delay = 1.0
+        while True:
+            self._create_sent = True
+            try:
+                return self._client.create_pipeline_job(
+                    parent=self.parent,
+                    pipeline_job=job,
+                    pipeline_job_id=self.run.run_id,
+                    retry=None,
+                    timeout=max(deadline - time.monotonic(), 1.0),
+                )
+            except exceptions.Conflict:  # 409: the id exists, so an earlier try created it
+                return self._call(self._client.get_pipeline_job, name=self.resource_name)
+            except (exceptions.Forbidden, exceptions.NotFound, exceptions.BadRequest) as e:
+                raise self._refusal(e) from e
+            except _transient() as e:
+                existing = self._existing_run()
+                if existing is not None:
+                    return existing
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    f"Creating {self.resource_name} failed ({e!r}); retrying in {delay:.0f}s"
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _refusal(self, error: Any) -> LauncherConfigError:
+        settings = self.settings
+        where = f"projects/{settings.project}/locations/{settings.location}"
+        if error.code == 403:
+            runner = settings.service_account or "the default compute service account"
+            return LauncherConfigError(
+                f"Vertex denied creating a pipeline run in {where} ({error.message}). Grant "
+                f"roles/aiplatform.user, and roles/iam.serviceAccountUser on {runner}."
+            )
+        if error.code == 404:
+            return LauncherConfigError(
+                f"Vertex has no {where} ({error.message}): check hydra.launcher.project and "
+                "hydra.launcher.location (and hydra.launcher.api_endpoint, if set)."
+            )
+        return LauncherConfigError(f"Vertex refused the pipeline run: {error.message}")
+
+    def _existing_run(self) -> Optional[Any]:
+        from google.api_core import exceptions
+
+        try:
+            return self._call(self._client.get_pipeline_job, name=self.resource_name)
+        except exceptions.NotFound:
+            return None
+
+    def _call(self, method: Callable[..., T], within: Optional[float] = None, **request: Any) -> T:
+        """One client call, its tries and each try's wait for an answer all bounded by
+        `within` (request_timeout by default); 429, 5xx and dropped connections are retried."""
+        from google.api_core import retry
+
+        seconds = max(within if within is not None else self.settings.request_timeout, 1.0)
+        policy = retry.Retry(
+            predicate=retry.if_exception_type(*_transient()),
+            initial=0.5,
+            maximum=30.0,
+            timeout=seconds,
+        )
+        # A number here makes the client give each try only what is left of `seconds`.
+        return method(**request, retry=policy, timeout=seconds)
+
+
+@functools.lru_cache(maxsize=None)
+def _transient() -> Tuple[Type[BaseException], ...]:
+    """Errors after which the same request may well succeed: 429, 5xx, dropped connections."""
+    import requests
+    from google.api_core import exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    return (
+        auth_exceptions.TransportError,  # a token refresh that lost its connection
+        exceptions.TooManyRequests,
+        exceptions.InternalServerError,
+        exceptions.BadGateway,
+        exceptions.ServiceUnavailable,
+        exceptions.GatewayTimeout,
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+    )
+
+
+def _pipeline_client(settings: VertexPipelineLauncherConf) -> Any:
+    from google.api_core.client_options import ClientOptions
+    from google.auth import exceptions as auth_exceptions
+    from google.cloud import aiplatform_v1
+
+    endpoint = settings.api_endpoint or f"{settings.location}-aiplatform.googleapis.com"
+    credentials = None
+    if endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
+    try:
+        return aiplatform_v1.PipelineServiceClient(
+            credentials=credentials,
+            transport="rest",
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
+    except auth_exceptions.DefaultCredentialsError as e:
+        raise LauncherConfigError(
+            "hydra.launcher.backend=vertex needs Google credentials and none were found. Run "
+            "`gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS."
+        ) from e
+
+
+def run_status(job: Any, task_keys: Dict[str, str]) -> RunStatus:
+    """A PipelineJob as read from Vertex -> the run's state and each known task's, by DAG key.
+
+    task_keys: the name Vertex reports a task by -> its DAG key.
+    """
+    state_name = job.state.name
+    cancelled = state_name in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED")
+    tasks = {}
+    # The plain protobuf: proto-plus wraps every field on each access, which at thousands of
+    # tasks costs more than the poll itself.
+    for detail in type(job).pb(job).job_detail.task_details:
+        key = task_keys.get(detail.task_name)
+        if key is not None:
+            tasks[key] = _task_status(detail, cancelled)
+    error = job.error.message or None
+    if state_name == "PIPELINE_STATE_PAUSED":
+        error = "Vertex paused the run; resume or cancel it in the console"
+    return RunStatus(state=RUN_STATES.get(state_name, State.PENDING), tasks=tasks, error=error)
+
+
+def _task_status(detail: Any, run_cancelled: bool) -> TaskStatus:
+    """detail: a PipelineTaskDetail protobuf. NOT_TRIGGERED: in a cancelled run, a step the
+    cancel came before (CANCELLED, as on the other backends); else a step whose trigger policy
+    was not met."""
+    name = _task_state_names().get(detail.state, "STATE_UNSPECIFIED")
+    state = TASK_STATES.get(name, State.PENDING)
+    error = detail.error.message or None
+    if name == "NOT_TRIGGERED":
+        if run_cancelled:
+            state, error = State.CANCELLED, None
+        else:
+            error = error or NOT_TRIGGERED_ERROR
+    elif state is State.FAILED and error is None:
+        error = f"Vertex reports the task {name}"
+    return TaskStatus(
+        state=state, started=_iso(detail.start_time), ended=_iso(detail.end_time), error=error
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _task_state_names() -> Dict[int, str]:
+    from google.cloud import aiplatform_v1
+
+    return {state.value: state.name for state in aiplatform_v1.PipelineTaskDetail.State}
+
+
+def _iso(moment: Any) -> Optional[str]:
+    """moment: a protobuf Timestamp; unset (0) is None."""
+    if not moment.seconds and not moment.nanos:
+        return None
+    return datetime.fromtimestamp(moment.seconds, timezone.utc).isoformat(timespec="seconds")
+
+
+def vertex_labels(user_labels: Dict[str, str], job_name: str) -> Dict[str, str]:
+    """Vertex label rules: <=63 chars of [a-z0-9_-]; keys start with a letter."""
+    labels = {"hydra_job_name": job_name, "launcher": "hydra-vertex-pipeline", **user_labels}
+    return {_label_key(k): _label_text(str(v)) for k, v in labels.items()}
+
+
+def _label_text(text: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:LABEL_LIMIT]
+
+
+def _label_key(key: str) -> str:
+    cleaned = _label_text(key)
+    return cleaned if cleaned[:1].isalpha() else f"k{cleaned}"[:LABEL_LIMIT]

@@ -1,0 +1,23 @@
+"""A command-mode job's overrides as one task input: encoded by the launcher's build, decoded by
+the step."""
+
+from __future__ import annotations
+
+import json
+from typing import List
+from urllib.parse import quote, unquote
+
+# Kept as they are in a job's overrides input; all else is percent-encoded: a CustomJob step's
+# launcher inserts the input raw into a JSON payload (quotes, backslashes, control characters),
+# and any renderer could read "{{$...}}" in a value as a placeholder.
+PLAIN_CHARS = "".join(c for c in map(chr, range(0x20, 0x7F)) if c not in '"%\\{}')
+
+
+def encode_overrides(overrides: List[str]) -> str:
+    """A job's overrides as one task input: a JSON list, percent-encoded where unsafe."""
+    return quote(json.dumps(overrides, ensure_ascii=False), safe=PLAIN_CHARS)
+
+
+def decode_overrides(encoded: str) -> List[str]:
+    overrides: List[str] = json.loads(unquote(encoded))
+    return overrides

@@ -1,0 +1,85 @@
+"""The step: what each pipeline task runs.
+
+`python -m hydra_plugins.hydra_vertex_pipeline_launcher._step._entry` in the container, in one of
+two modes (--execution): `payload` fetches and checks the job's pickled payload and runs its task
+here; `command` runs the app's own command (after `--`) with the job's overrides (--overrides,
+see _command.encode_overrides). Either way the step hands back the job's output dir and result
+through the staging root, also when the task raised or exited, and when it ran past its time
+limit (--timeout), and exits non-zero when the job failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import List, Optional, Tuple
+
+from hydra.core.utils import JobStatus
+
+from .._shared._storage import Storage, open_storage
+from ._handback import HandBack, JobRunner, StepOutcome, start_attempt, stop_at_time_limit
+
+EXECUTION_MODES = ("payload", "command")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    own_args, command = _split_command(sys.argv[1:] if argv is None else argv)
+    args = _parse(own_args)
+    storage = open_storage(args.run_root, args.request_timeout)
+    hand_back = HandBack(storage, args.job, start_attempt(storage, args.job))
+    job = _job_runner(storage, args, command, hand_back)
+    if args.timeout:
+        stop_at_time_limit(hand_back, args.timeout, job.halt, job.log_error)
+    try:
+        outcome = job.run()
+    except Exception as e:  # noqa: BLE001 - the launcher must learn why, not just an exit code
+        trace = traceback.format_exc()
+        print(trace, file=sys.stderr)
+        outcome = StepOutcome(JobStatus.FAILED, e, trace, ran_in_output_dir=False)
+    hand_back.finish(outcome)
+    return 0 if outcome.status is JobStatus.COMPLETED else 1
+
+
+def _job_runner(
+    storage: Storage, args: argparse.Namespace, command: List[str], hand_back: HandBack
+) -> JobRunner:
+    if args.execution == "command":
+        from ._command_job import CommandJob
+
+        return CommandJob(storage, args, command, hand_back)
+    from ._payload_job import PayloadJob
+
+    return PayloadJob(storage, args, hand_back)
+
+
+def _split_command(argv: List[str]) -> Tuple[List[str], List[str]]:
+    """The step's own arguments, and the app's command after `--` (which argparse would parse)."""
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1 :]
+
+
+def _parse(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--run-root", required=True)
+    parser.add_argument("--job", type=int, required=True)
+    parser.add_argument("--execution", choices=EXECUTION_MODES, default="payload")
+    parser.add_argument("--shared-digest", help="payload: the run's shared payload's SHA-256")
+    parser.add_argument("--job-digest", help="payload: the job's payload's SHA-256")
+    parser.add_argument("--overrides", help="command: the job's overrides (encode_overrides)")
+    parser.add_argument("--log-upload-interval", type=float, default=15.0)
+    parser.add_argument("--request-timeout", type=float, default=120.0)
+    parser.add_argument("--python", help="the launcher's Python, major.minor")
+    parser.add_argument("--timeout", type=float, help="seconds the job may run; none: no limit")
+    args = parser.parse_args(argv)
+    if args.execution == "payload" and not (args.shared_digest and args.job_digest):
+        parser.error("payload mode needs --shared-digest and --job-digest")
+    if args.execution == "command" and args.overrides is None:
+        parser.error("command mode needs --overrides")
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(main())

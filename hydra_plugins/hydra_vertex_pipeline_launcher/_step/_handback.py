@@ -1,0 +1,191 @@
+"""What a step does the same way whatever runs its job (payload or command): count the attempt,
+stream the job's log, keep its time limit, and hand back its output dir and result, once."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Protocol, Tuple
+
+from hydra.core.utils import JobStatus
+
+from .._shared import _layout
+from .._shared._faults import JobTimedOut, pickle_outcome
+from .._shared._storage import Storage
+
+# The exit status of a step stopped at its time limit, as coreutils' `timeout` uses.
+TIMED_OUT_EXIT = 124
+
+
+@dataclass
+class StepOutcome:
+    """What a step hands back: the launcher rebuilds the JobReturn around it."""
+
+    status: JobStatus
+    return_value: Any
+    traceback: str
+    ran_in_output_dir: bool
+    # The return value (or exception) as pickled where the job ran: a command's own process.
+    pickled_value: Optional[bytes] = None
+
+
+class HandBack:
+    """Mirrors the job's output dir and writes its result, exactly once: at the job's end or
+    at its time limit, whichever comes first."""
+
+    def __init__(self, storage: Storage, num: int, attempt: int) -> None:
+        self.storage = storage
+        self.num = num
+        self.attempt = attempt
+        # Known once the job's config is (payload) or its command's Hydra has (command).
+        self.output_dir: Optional[Path] = None
+        self.job_name = __name__
+        # Held through the whole hand-back: the time limit ends the process while holding it,
+        # so a job that ends meanwhile waits here instead of handing back a second outcome.
+        self._lock = threading.Lock()
+        self._handed_back = False
+
+    @property
+    def log_file(self) -> Optional[Path]:
+        """The job's own log, as Hydra's job logging names it."""
+        return self.output_dir / f"{self.job_name}.log" if self.output_dir else None
+
+    def finish(self, outcome: StepOutcome) -> bool:
+        """False when the other side handed back first."""
+        with self._lock:
+            if self._handed_back:
+                return False
+            self._handed_back = True
+            output_dir = self.output_dir
+            upload_error = (
+                _upload_outputs(self.storage, output_dir, self.num) if output_dir else None
+            )
+            result = _result_bytes(outcome, self.attempt, upload_error)
+            self.storage.write_many({_layout.job_result(self.num): result})
+            return True
+
+
+class JobRunner(Protocol):
+    """How a step runs its job, one per execution mode."""
+
+    def run(self) -> StepOutcome: ...
+
+    def halt(self) -> Tuple[str, bool]:
+        """Stops the job where it can, at its time limit: (where it was, whether it ran in its
+        output dir)."""
+
+    def log_error(self, text: str) -> None:
+        """Into the job's own log."""
+
+
+def stop_at_time_limit(
+    hand_back: HandBack,
+    timeout: float,
+    halt: Callable[[], Tuple[str, bool]],
+    log_error: Callable[[str], None],
+) -> None:
+    """A watchdog: at the deadline the job is handed back FAILED as it stands, and the process
+    ends, however the task is stuck (a thread cannot be stopped; a process can)."""
+
+    def stop_at_deadline() -> None:
+        time.sleep(timeout)
+        message = f"the job timed out after {timeout:g} s (hydra.launcher.timeout={timeout:g})"
+        where, ran_in_output_dir = halt()
+        trace = f"{message}; it was stopped here:\n{where}"
+        log_error(trace)
+        print(trace, file=sys.stderr)
+        outcome = StepOutcome(JobStatus.FAILED, JobTimedOut(message), trace, ran_in_output_dir)
+        try:
+            stopping = hand_back.finish(outcome)  # False: the job ended first, on its own
+        except Exception:  # noqa: BLE001 - the result may be lost, but the job must stop
+            print(traceback.format_exc(), file=sys.stderr)
+            stopping = True
+        if stopping:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(TIMED_OUT_EXIT)
+
+    threading.Thread(target=stop_at_deadline, name="time-limit", daemon=True).start()
+
+
+def start_attempt(storage: Storage, num: int) -> int:
+    """Counts this attempt and clears what an earlier one handed back: the last one speaks.
+
+    Vertex does not tell a container which attempt it is; the count lives in the staging root.
+    Only staging-root objects are cleared: on the local backend the output dir is the user's.
+    """
+    earlier = storage.read(_layout.job_attempts(num))
+    attempt = int(earlier or b"0") + 1
+    storage.write_many({_layout.job_attempts(num): str(attempt).encode()})
+    if attempt > 1:
+        storage.delete_below(_layout.job_result(num))
+        storage.delete_below(_layout.job_output(num))
+    return attempt
+
+
+@contextmanager
+def streaming_log(
+    storage: Storage, hand_back: HandBack, name: str, interval: float
+) -> Iterator[None]:
+    """Uploads the job's log every `interval` seconds while it runs, so the launcher can show it."""
+    stop = threading.Event()
+
+    def upload_until_stopped() -> None:
+        while not stop.wait(interval):
+            log_file = hand_back.log_file
+            if log_file is not None and log_file.is_file():
+                try:
+                    storage.upload_file(log_file, name)
+                except Exception as e:  # noqa: BLE001 - a missed upload must not fail the job
+                    print(f"log upload failed: {e!r}", file=sys.stderr)
+
+    thread = threading.Thread(target=upload_until_stopped, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def same_dir(working_dir: Optional[str], output_dir: Path) -> bool:
+    # run_job reports the output dir as it joined it, often relative to this process's cwd.
+    return working_dir is not None and Path(os.path.abspath(working_dir)) == output_dir
+
+
+def _upload_outputs(storage: Storage, output_dir: Path, num: int) -> Optional[str]:
+    """Mirrors the output dir, also after the task raised; a failure here keeps the result."""
+    if not output_dir.is_dir():
+        return None
+    try:
+        # A single run's dir holds the run's own record (and, locally, its staging root).
+        skip = {_layout.JOB_STATUS_FILE, _layout.JOB_RESULT_FILE, _layout.RUNS_DIR}
+        storage.upload_dir(output_dir, _layout.job_output(num), skip)
+    except Exception as e:  # noqa: BLE001 - e.g. a file the app deleted while it was listed
+        print(traceback.format_exc(), file=sys.stderr)
+        return f"its outputs could not all be uploaded: {e!r}"
+    return None
+
+
+def _result_bytes(outcome: StepOutcome, attempt: int, upload_error: Optional[str]) -> bytes:
+    """Plain values but for "value", the pickled return value (or exception): the launcher
+    can read how the job ended without the app's modules."""
+    status, value, trace = outcome.status, outcome.pickled_value, outcome.traceback
+    if value is None:
+        status, value, trace = pickle_outcome(status, outcome.return_value, trace)
+    result = {
+        "status": status,
+        "value": value,
+        "traceback": trace,
+        "attempt": attempt,
+        "ran_in_output_dir": outcome.ran_in_output_dir,
+        "upload_error": upload_error,
+    }
+    return pickle.dumps(result)
