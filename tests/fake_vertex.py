@@ -59,7 +59,15 @@ _STRATEGIES = frozenset(
 )
 # A job's artifacts: scratch_root/<job id>/pipeline_root/<task key>/<artifact name>.
 ARTIFACTS_DIR = "pipeline_root"
-JOB_ID_RE = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
+# "less than 128 characters, and valid characters are /[a-z][0-9]-/" (PipelineService docs).
+JOB_ID_RE = re.compile(r"^[a-z][-a-z0-9]{0,126}$")
+# Labels: at most 64; keys and values at most 63 characters of lowercase letters, digits, _ and -
+# (international characters allowed); a key starts with a letter.
+LABEL_LIMIT, LABEL_COUNT_LIMIT = 63, 64
+_LABEL_VALUE_RE = re.compile(r"^[\w-]{0,63}$")
+_LABEL_KEY_RE = re.compile(r"^[^\W\d_][\w-]{0,62}$")
+DISPLAY_NAME_LIMIT = 128
+FAIL_FAST = ("PIPELINE_FAILURE_POLICY_FAIL_FAST", 2)
 _PLACEHOLDER_RE = re.compile(r"""\{\{\$\.inputs\.parameters\[['"]([^'"\]]+)['"]\]\}\}""")
 # {{$.inputs.artifacts['x'].path}} and {{$.outputs.artifacts['y'].path}}
 _ARTIFACT_PATH_RE = re.compile(
@@ -351,6 +359,36 @@ def _check_custom_job(payload: Mapping[str, Any]) -> None:
     strategy = payload["job_spec"].get("scheduling", {}).get("strategy", "STANDARD")
     if strategy not in _STRATEGIES:
         raise ValueError(f"Invalid value for scheduling.strategy: {strategy!r}.")
+
+
+def _check_pipeline_job(body: Mapping[str, Any]) -> None:
+    """What Vertex refuses with 400 INVALID_ARGUMENT: a body that is not a PipelineJob (parsed
+    as strictly as the API parses it: unknown fields, wrong types), bad labels, a display name
+    too long, no pipeline root."""
+    from google.cloud import aiplatform_v1
+    from google.protobuf import json_format
+
+    try:
+        json_format.ParseDict(body, aiplatform_v1.PipelineJob.pb(aiplatform_v1.PipelineJob()))
+    except json_format.ParseError as exc:
+        raise ApiError(400, f"Invalid JSON payload received. {exc}") from None
+    labels = body.get("labels", {})
+    if len(labels) > LABEL_COUNT_LIMIT:
+        raise ApiError(400, f"At most {LABEL_COUNT_LIMIT} labels are allowed.")
+    for key, value in labels.items():
+        if not _LABEL_KEY_RE.match(key) or not _LABEL_VALUE_RE.match(value):
+            raise ApiError(400, f"Invalid label {key!r}: {value!r}.")
+        if key != key.lower() or value != value.lower():
+            raise ApiError(400, f"Label {key!r}: {value!r} must be lowercase.")
+    if len(str(body.get("displayName", ""))) > DISPLAY_NAME_LIMIT:
+        raise ApiError(400, f"display_name must be at most {DISPLAY_NAME_LIMIT} characters.")
+    root = body.get("runtimeConfig", {}).get("gcsOutputDirectory")
+    if not root and not body["pipelineSpec"].get("defaultPipelineRoot"):
+        raise ApiError(400, "runtime_config.gcs_output_directory (the pipeline root) is required.")
+
+
+def _fails_fast(job: JobRecord) -> bool:
+    return job.body.get("runtimeConfig", {}).get("failurePolicy") in FAIL_FAST
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -672,6 +710,7 @@ class FakeVertex:
     ) -> JobRecord:
         if not isinstance(body, dict) or not isinstance(body.get("pipelineSpec"), dict):
             raise ApiError(400, "PipelineJob.pipeline_spec is required.")
+        _check_pipeline_job(body)
         job_id = (query.get("pipelineJobId") or [""])[0] or self._generated_id(body)
         if not JOB_ID_RE.match(job_id):
             raise ApiError(400, f"pipeline_job_id {job_id!r} must match {JOB_ID_RE.pattern}")
@@ -792,6 +831,11 @@ class FakeVertex:
                 continue
             task = ended[0]
             queue.remove(task)
+            if _fails_fast(job) and any(t.state == "FAILED" for t in job.tasks.values()):
+                # Fail-fast: once a task has failed, no new task is scheduled.
+                self._end_task(task, "CANCELLED")
+                self._touch(job)
+                continue
             upstream_ok = all(job.tasks[u].state == "SUCCEEDED" for u in task.upstream)
             if task.all_upstream_completed or upstream_ok:
                 return task

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations` here: kfp reads the component annotations.
 import json
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -121,10 +122,12 @@ def submit(
     client: aiplatform_v1.PipelineServiceClient, spec: dict[str, Any], job_id: str, **extra: Any
 ) -> aiplatform_v1.PipelineJob:
     job = aiplatform_v1.PipelineJob(
-        display_name=f"display {job_id}",
-        pipeline_spec=spec,
-        runtime_config={"gcs_output_directory": "gs://b/root"},
-        **extra,
+        **{
+            "display_name": f"display {job_id}",
+            "pipeline_spec": spec,
+            "runtime_config": {"gcs_output_directory": "gs://b/root"},
+            **extra,
+        }
     )
     return client.create_pipeline_job(parent=PARENT, pipeline_job=job, pipeline_job_id=job_id)
 
@@ -227,7 +230,10 @@ def test_duplicate_invalid_and_unknown_ids(fake: FakeVertex, specs: dict[str, An
         client.get_pipeline_job(name="projects/other/locations/us-central1/pipelineJobs/dup")
     # Without a pipelineJobId, Vertex derives one from the display name.
     generated = client.create_pipeline_job(
-        parent=PARENT, pipeline_job=aiplatform_v1.PipelineJob(pipeline_spec=specs["gated"])
+        parent=PARENT,
+        pipeline_job=aiplatform_v1.PipelineJob(
+            pipeline_spec=specs["gated"], runtime_config={"gcs_output_directory": "gs://b/root"}
+        ),
     )
     generated_id = generated.name.rsplit("/", 1)[1]
     assert generated_id.startswith("pipeline-") and set(fake.jobs) == {"dup", generated_id}
@@ -394,7 +400,9 @@ def test_delay_create_lands_after_the_client_gave_up(
         client.create_pipeline_job(
             parent=PARENT,
             pipeline_job=aiplatform_v1.PipelineJob(
-                display_name="late", pipeline_spec=specs["sleep"]
+                display_name="late",
+                pipeline_spec=specs["sleep"],
+                runtime_config={"gcs_output_directory": "gs://b/root"},
             ),
             pipeline_job_id="late",
             retry=None,
@@ -402,3 +410,68 @@ def test_delay_create_lands_after_the_client_gave_up(
         )
     assert fake.jobs == {}
     assert fake.wait_for_state("late", {"RUNNING"}, timeout=10) == "PIPELINE_STATE_RUNNING"
+
+
+@pytest.mark.parametrize(
+    "extra, refused",
+    [
+        ({"labels": {"1team": "ml"}}, "Invalid label '1team'"),
+        ({"labels": {"team": "x" * 64}}, "Invalid label 'team'"),
+        ({"labels": {"team": "ML"}}, "must be lowercase"),
+        ({"labels": {f"k{i}": "v" for i in range(65)}}, "At most 64 labels"),
+        ({"display_name": "d" * 129}, "display_name must be at most 128"),
+        ({"runtime_config": {}}, "gcs_output_directory (the pipeline root) is required"),
+    ],
+)
+def test_a_create_request_vertex_would_refuse_is_refused(
+    fake: FakeVertex, specs: dict[str, Any], extra: dict[str, Any], refused: str
+) -> None:
+    job = aiplatform_v1.PipelineJob(
+        display_name="d",
+        pipeline_spec=specs["mixed"],
+        runtime_config={"gcs_output_directory": "gs://b/r"},
+    )
+    for field, value in extra.items():
+        setattr(job, field, value)
+    with pytest.raises(exceptions.BadRequest, match=re.escape(refused)):
+        client_for(fake).create_pipeline_job(parent=PARENT, pipeline_job=job, pipeline_job_id="x")
+    assert fake.jobs == {}
+
+
+def test_a_create_request_that_is_not_a_pipeline_job_is_refused(fake: FakeVertex) -> None:
+    body = {"displayName": "d", "pipelineSpec": {}, "runtimeConfig": {}, "retries": 3}
+    request = urllib.request.Request(
+        f"{fake.endpoint}/v1/{PARENT}/pipelineJobs?pipelineJobId=x",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=TIMEOUT)
+    assert refused.value.code == 400 and "retries" in refused.value.read().decode()
+    assert fake.jobs == {}
+
+
+@pytest.mark.parametrize("policy", ["FAIL_SLOW", "FAIL_FAST"])
+def test_the_failure_policy_decides_whether_tasks_start_after_a_failure(
+    make_fake: Callable[..., FakeVertex], specs: dict[str, Any], policy: str
+) -> None:
+    fake = make_fake(max_parallel=1)  # one at a time: "#1 fails" ends before "#0 ok" starts
+    failure_policy = getattr(
+        aiplatform_v1.PipelineFailurePolicy, f"PIPELINE_FAILURE_POLICY_{policy}"
+    )
+    spec = {**specs["mixed"]}
+    tasks = spec["root"]["dag"]["tasks"]
+    # Failing first: natural key order runs probe before probe-2, so swap their inputs.
+    first, second = sorted(tasks)
+    tasks = {first: tasks[second], second: tasks[first]}
+    spec["root"] = {**spec["root"], "dag": {**spec["root"]["dag"], "tasks": tasks}}
+    submit(
+        client_for(fake),
+        spec,
+        "policy",
+        runtime_config={"gcs_output_directory": "gs://b/root", "failure_policy": failure_policy},
+    )
+    fake.wait_for_state("policy", {"SUCCEEDED", "FAILED", "CANCELLED"}, TIMEOUT * 3)
+    states = {t.name: t.state for t in fake.jobs["policy"].tasks.values()}
+    expected_ok = "SUCCEEDED" if policy == "FAIL_SLOW" else "CANCELLED"
+    assert states == {"#1 fails": "FAILED", "#0 ok": expected_ok}

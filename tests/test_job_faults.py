@@ -6,6 +6,7 @@ import copy
 import os
 import socket
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -136,6 +137,19 @@ def test_the_time_limit_holds_on_vertex(
     assert "the job timed out after 5 s" in (hung / "faults.log").read_text()
     assert read_json(healthy / "vertex_status.json")["state"] == "SUCCEEDED"
     assert (healthy / "before.txt").read_text() == "fault=none\n"
+    # Stopped at its limit, not later: from the job's first log line to the time limit's.
+    started_at, stopped_at = _log_times(hung / "faults.log", "starts", "timed out")
+    assert 4.5 <= stopped_at - started_at < 7.5
+    (job,) = fake_vertex.jobs.values()
+    (hung_task,) = [task for task in job.tasks.values() if "fault=hang" in task.name]
+    assert "non-zero status of 124" in hung_task.error["message"], "as coreutils' timeout exits"
+
+
+def _log_times(log: Path, *markers: str) -> List[float]:
+    """When the first line holding each marker was logged (Hydra's `[%(asctime)s]`)."""
+    lines = log.read_text().splitlines()
+    stamps = [next(line for line in lines if marker in line)[1:24] for marker in markers]
+    return [datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f").timestamp() for s in stamps]
 
 
 def _closed_port() -> int:

@@ -32,11 +32,12 @@ def test_a_setting_of_the_wrong_type_is_refused_naming_it(tmp_path: Path) -> Non
         ("hydra/launcher=mine", "hydra.launcher.spot=maybe"),
     ]:
         sweep = tmp_path / "s"
-        proc = run_app("own_launcher.py", ["-m", "x=1,2", option, setting], tmp_path)
+        args = ["-m", "x=1,2", option, setting, f"hydra.sweep.dir={sweep}"]
+        proc = run_app("own_launcher.py", args, tmp_path)
         assert proc.returncode != 0
         name, value = setting.split("=")
         assert f"'{value}'" in proc.stderr and f"full_key: {name}" in proc.stderr, proc.stderr
-        assert not sweep.exists()
+        assert not sweep.exists(), "refused before anything is written"
 
 
 def test_the_options_are_listed_where_hydra_lists_a_group(tmp_path: Path) -> None:

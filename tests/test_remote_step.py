@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import cloudpickle
+import pytest
 
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared import _payload
 from hydra_plugins.hydra_vertex_pipeline_launcher._step import _entry
 
 
-def _step_args(run_root: Path, shared_digest: str, python: str) -> List[str]:
+def _step_args(run_root: Path, digests: Dict[str, str], python: str) -> List[str]:
     return [
         "--run-root",
         str(run_root),
         "--shared-digest",
-        shared_digest,
+        digests["shared"],
         "--job",
         "0",
         "--job-digest",
-        "0" * 64,
+        digests["job"],
         "--python",
         python,
     ]
@@ -33,23 +35,34 @@ def _result_error(run_root: Path) -> BaseException:
     return error
 
 
-def test_a_payload_whose_digest_differs_is_refused_before_unpickling(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tampered", ["shared", "job"])
+def test_a_payload_whose_digest_differs_is_refused_before_unpickling(
+    tmp_path: Path, tampered: str
+) -> None:
+    """Each payload is written as the launcher stages it (compressed), so a step that loaded it
+    unchecked, or checked it after loading, would trip the wire."""
     marker = tmp_path / "unpickled"
-    # Unpickling this would create the marker file: the step must not get that far.
-    payload = cloudpickle.dumps(_Tripwire(str(marker)))
-    (tmp_path / "shared.pkl").write_bytes(payload)
-    staged_digest = hashlib.sha256(b"what the launcher staged").hexdigest()
+    harmless = _payload.dumps({"nothing": None})
+    tripwire = _payload.dumps({"trip": _Tripwire(str(marker))})
+    staged = {"shared": harmless, "job": harmless}
+    stored = {**staged, tampered: tripwire}
+    (tmp_path / "shared.pkl").write_bytes(stored["shared"])
+    (tmp_path / "jobs" / "0").mkdir(parents=True)
+    (tmp_path / "jobs" / "0" / "payload.pkl").write_bytes(stored["job"])
+    digests = {part: hashlib.sha256(data).hexdigest() for part, data in staged.items()}
 
-    exit_code = _entry.main(_step_args(tmp_path, staged_digest, _remote_python()))
+    exit_code = _entry.main(_step_args(tmp_path, digests, _remote_python()))
 
     assert exit_code == 1
-    assert "refusing it" in str(_result_error(tmp_path))
+    error = str(_result_error(tmp_path))
+    assert "refusing it" in error
+    assert ("payload.pkl" if tampered == "job" else "shared.pkl") in error
     assert not marker.exists()
     assert not (tmp_path / "jobs" / "0" / "output").exists(), "no job ran, so nothing to mirror"
 
 
 def test_an_image_with_another_python_is_named(tmp_path: Path) -> None:
-    exit_code = _entry.main(_step_args(tmp_path, "0" * 64, "2.7"))
+    exit_code = _entry.main(_step_args(tmp_path, {"shared": "0" * 64, "job": "0" * 64}, "2.7"))
     assert exit_code == 1
     assert "build the image from python:2.7" in str(_result_error(tmp_path))
 

@@ -40,3 +40,12 @@ def test_a_last_attempt_that_succeeds_wins(tmp_path: Path) -> None:
     status = read_json(sweep / "0" / "vertex_status.json")
     assert status["state"] == "SUCCEEDED" and status["error"] is None
     assert read_json(next(sweep.glob("vertex_pipeline/*/run.json")))["state"] == "SUCCEEDED"
+
+
+def test_a_failed_last_attempt_says_it_was_the_last(tmp_path: Path) -> None:
+    sweep = _retried(tmp_path, "raise")
+    status = read_json(sweep / "0" / "vertex_status.json")
+    assert status["state"] == "FAILED"
+    assert "ValueError: attempt 2 fails too" in status["error"]
+    assert "attempt 1 fails" not in status["error"]
+    assert "(the last of 2 attempts of its step)" in status["error"]

@@ -162,6 +162,8 @@ def test_a_killed_task_fails_its_job_only(
     assert "killed" in output and f"pipelines/runs/{job_id}" in output
     status = read_json(sweep / "1" / "vertex_status.json")
     assert status["state"] == "FAILED" and "killed" in status["error"]
+    console_url = read_json(sweep / "vertex_pipeline" / job_id / "run.json")["console_url"]
+    assert console_url in status["error"], "the job's own error says where to look"
     for num, x in ((0, 1), (2, 4)):
         assert (sweep / str(num) / "artifact.txt").read_text() == f"x={x}\n"
         assert read_json(sweep / str(num) / "vertex_status.json")["state"] == "SUCCEEDED"

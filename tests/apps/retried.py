@@ -1,5 +1,5 @@
 """Counts its own attempts on +board=DIR. The first attempt writes first.txt and raises; the
-second kills itself (+then=kill) or returns (+then=succeed)."""
+second kills itself (+then=kill), raises (+then=raise) or returns (+then=succeed)."""
 
 import os
 import signal
@@ -21,6 +21,8 @@ def main(cfg: DictConfig) -> str:
         raise ValueError("attempt 1 fails")
     if cfg.then == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if cfg.then == "raise":
+        raise ValueError(f"attempt {attempt} fails too")
     return f"attempt {attempt} succeeded"
 
 
