@@ -23,6 +23,8 @@ setup(
         # Machine types and Spot (CustomJob steps). Every 2.x needs google-cloud-aiplatform<2:
         # installing this extra moves aiplatform to 1.x.
         "customjob": ["google-cloud-pipeline-components>=2.20,<3"],
+        # mutation/run.py: mutation testing of what guards users' data and money.
+        "mutation": ["cosmic-ray==8.7.0"],
         # benchmarks/run.py compares the local backend with Hydra's joblib launcher.
         "bench": ["hydra-joblib-launcher==1.2.0"],
         "test": [

@@ -35,9 +35,10 @@ def _result_error(run_root: Path) -> BaseException:
     return error
 
 
+@pytest.mark.parametrize("staged_digest", ["0" * 64, "f" * 64])  # below and above any other
 @pytest.mark.parametrize("tampered", ["shared", "job"])
 def test_a_payload_whose_digest_differs_is_refused_before_unpickling(
-    tmp_path: Path, tampered: str
+    tmp_path: Path, tampered: str, staged_digest: str
 ) -> None:
     """Each payload is written as the launcher stages it (compressed), so a step that loaded it
     unchecked, or checked it after loading, would trip the wire."""
@@ -50,6 +51,7 @@ def test_a_payload_whose_digest_differs_is_refused_before_unpickling(
     (tmp_path / "jobs" / "0").mkdir(parents=True)
     (tmp_path / "jobs" / "0" / "payload.pkl").write_bytes(stored["job"])
     digests = {part: hashlib.sha256(data).hexdigest() for part, data in staged.items()}
+    digests[tampered] = staged_digest
 
     exit_code = _entry.main(_step_args(tmp_path, digests, _remote_python()))
 
