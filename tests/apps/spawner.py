@@ -1,7 +1,7 @@
 """Starts a `sleep` (+child_for seconds, 30 by default) that outlives the job: with +child=stderr
 it inherits the job's stderr and stdout; with +child=session it runs in a session of its own and
-holds none of them. Writes the pids to +board/<x>.json and a file to its output dir; then returns
-x * 10, or with +hang=true ignores SIGTERM and sleeps."""
+holds none of them. Writes the pids to +board/<x>-<child>.json and a file to its output dir;
+then returns x * 10, or with +hang=true ignores SIGTERM and sleeps."""
 
 import json
 import os
@@ -27,8 +27,9 @@ def main(cfg: DictConfig) -> Any:
     board = Path(cfg.board)
     board.mkdir(parents=True, exist_ok=True)
     pids = {"pid": os.getpid(), "parent": os.getppid(), "child": child.pid}
-    (board / f"{cfg.x}.partial").write_text(json.dumps(pids))
-    os.replace(board / f"{cfg.x}.partial", board / f"{cfg.x}.json")
+    name = f"{cfg.x}-{cfg.child}"
+    (board / f"{name}.partial").write_text(json.dumps(pids))
+    os.replace(board / f"{name}.partial", board / f"{name}.json")
     if cfg.get("hang", False):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(120)

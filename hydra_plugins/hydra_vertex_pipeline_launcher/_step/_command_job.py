@@ -42,6 +42,8 @@ STREAMS_GRACE_SECONDS = 1.0
 # After the step was asked to stop (a cancel): how long the job gets to end on its own before
 # its processes are killed. Shorter than the local backend's own grace for the step.
 STOP_GRACE_SECONDS = 2.0
+# How long a job stopped at its time limit waits for the watchdog to end the step.
+HALTED_WAIT_SECONDS = 60.0
 FORWARDED_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
 )
@@ -146,6 +148,9 @@ class CommandJob:
         self.stderr.join(STREAMS_GRACE_SECONDS)
         if stopped_by:
             _end_by_signal(stopped_by[0])
+        if self._halted:
+            # Stopped at its time limit: that watchdog hands back and ends the step.
+            time.sleep(HALTED_WAIT_SECONDS)
         return returncode
 
     def _wait(self, proc: subprocess.Popen[bytes], stopped_by: List[int]) -> int:
