@@ -377,3 +377,45 @@ def test_ctrl_c_cancels_the_pipeline_and_stops_its_steps(tmp_path: Path) -> None
     assert status["state"] == "CANCELLED"
     with pytest.raises(ProcessLookupError):
         os.kill(read_json(board / "1.json")["pid"], 0)
+
+
+def _on_fake_vertex(fake: FakeVertex, bucket: str) -> Dict[str, Any]:
+    return dict(
+        backend="vertex",
+        project=PROJECT,
+        location=LOCATION,
+        api_endpoint=fake.endpoint,
+        staging_root=f"gs://{bucket}/hydra",
+        poll_interval=0.2,
+        max_poll_interval=1,
+        request_timeout=20,
+    )
+
+
+@pytest.mark.parametrize("command", ["attach", "cancel"])
+def test_a_finished_hand_built_vertex_run_keeps_its_tasks_states_through_the_command_line(
+    command: str, fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    from cliutil import run_cli, table_rows
+
+    settings = _on_fake_vertex(fake_vertex, gcs_bucket)
+    run = run_pipeline(
+        rows_pipeline, {"factor": 4}, output_dir=str(tmp_path), wait=False, **settings
+    )
+    assert {task.state for task in run.tasks.values()} == {"PENDING"}
+    fake_vertex.wait_for_state(run.run_id, ["PIPELINE_STATE_SUCCEEDED"], timeout=120)
+
+    done = run_cli(command, str(run.run_dir))
+
+    assert done.returncode == 0, done.stdout
+    assert "without a result" not in done.stdout
+    for task in ("make-rows", "sum-rows"):
+        status = read_json(run.run_dir / "tasks" / task / "vertex_status.json")
+        assert status["state"] == "SUCCEEDED", status
+    assert read_json(run.run_dir / "run.json")["state"] == "SUCCEEDED"
+    shown = run_cli("status", str(run.run_dir))
+    rows = table_rows(shown.stdout)
+    assert sorted((cells[0], cells[1]) for cells in rows.values()) == [
+        ("make rows", "SUCCEEDED"),
+        ("sum rows", "SUCCEEDED"),
+    ], shown.stdout

@@ -177,6 +177,8 @@ def _rows(record: RunRecord, live: Optional[Dict[str, TaskStatus]]) -> List[Row]
             state, started = task.state.value, task.started or started
             ended, error = task.ended, task.error or error
         overrides = " ".join(filter_overrides(entry.overrides)) or "(no overrides)"
+        if record.hand_built:
+            overrides = entry.display_name  # a task of a hand-built pipeline, by its name
         rows.append(Row(num, entry.dir, overrides, state, entry.collected, started, ended, error))
     return rows
 

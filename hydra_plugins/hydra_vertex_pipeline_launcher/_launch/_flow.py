@@ -201,11 +201,13 @@ def submit_and_watch(
     watched: List[WatchedJob],
     on_job_done: Callable[[WatchedJob, TaskStatus], Outcome],
     streamer: Optional[LogStreamer] = None,
+    hand_built: bool = False,
 ) -> RunRecord:
     """Records the run, submits run.spec_path and, with settings.wait, watches it to its end
     (on_job_done as each task ends); Ctrl-C, SIGTERM or SIGHUP cancel it (as settings say)."""
     where = backend.location.console_url or backend.location.resource_name
     record = new_record(settings, run, backend.location, watched)
+    record.hand_built = hand_built
     files = StatusFiles(record, watched)
     watcher = Watcher(
         backend, files, on_job_done, settings.poll_interval, settings.max_poll_interval, streamer

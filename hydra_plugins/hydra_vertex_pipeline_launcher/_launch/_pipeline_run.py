@@ -88,15 +88,15 @@ def run(
     outcomes: Dict[str, Outcome] = {}
 
     def on_task_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-        """A component's step leaves nothing for the launcher to collect: its outputs are
-        artifacts."""
-        outcomes[job.task_name] = Outcome(task.state, task.error)
+        outcomes[job.task_name] = task_outcome(job, task)
         return outcomes[job.task_name]
 
     try:
         spec = _compile(pipeline, arguments, run_ctx, conf.backend)
         watched = _watched(spec, run_ctx.local_dir / TASKS_DIR)
-        record = submit_and_watch(conf, pipeline_backend, run_ctx, watched, on_task_done)
+        record = submit_and_watch(
+            conf, pipeline_backend, run_ctx, watched, on_task_done, hand_built=True
+        )
     finally:
         pipeline_backend.close()
     result = PipelineRun(
@@ -109,6 +109,12 @@ def run(
     )
     _log_outcome(result)
     return result
+
+
+def task_outcome(job: WatchedJob, task: TaskStatus) -> Outcome:
+    """A component's step leaves nothing for the launcher to collect (no result: its outputs are
+    artifacts, in the pipeline root): the task ended as the backend says."""
+    return Outcome(task.state, task.error)
 
 
 def _compile(

@@ -67,6 +67,9 @@ class RunRecord:
     error: Optional[str] = None
     status_reads: int = 0
     updated: Optional[str] = None
+    # A pipeline built by hand (components.run_pipeline): its tasks hand back no result; what
+    # they leave is their artifacts and logs.
+    hand_built: bool = False
 
     @property
     def record_dir(self) -> Path:
