@@ -118,6 +118,8 @@ def test_keys_become_the_components_inputs_and_outputs(tmp_path: Path) -> None:
     "call, error",
     [
         (dict(parameters={"d": dict}), "pass it as an artifact"),
+        (dict(parameters={"xs": list}), "'xs' is a bare list; give its items' type"),
+        (dict(parameters={"xs": List}), "'xs' is a bare list; give its items' type"),
         (dict(command="python app.py"), "command is a list of strings"),
         (dict(parameters={"a-b": int}), "not a Hydra config key"),
         (dict(parameters={"a.b": int, "a_b": int}), "rename one"),
@@ -215,7 +217,7 @@ def test_what_the_local_backend_cannot_run_is_refused_before_anything_runs(
 
     with pytest.raises(ValueError, match="sub-pipeline .* container steps only"):
         run_pipeline(conditional, output_dir=str(tmp_path))
-    assert not list(tmp_path.glob("**/run.json")) and not (tmp_path / "outputs").exists()
+    assert not list(tmp_path.iterdir()), "no run dir, no spec, no record"
 
 
 ECHO = "import json, sys; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))"
@@ -419,3 +421,64 @@ def test_a_finished_hand_built_vertex_run_keeps_its_tasks_states_through_the_com
         ("make rows", "SUCCEEDED"),
         ("sum rows", "SUCCEEDED"),
     ], shown.stdout
+
+
+@pytest.mark.parametrize("backend", ["local", "vertex"])
+@pytest.mark.parametrize(
+    "arguments, error",
+    [
+        ({"factr": 4}, "factr does not match any known pipeline input"),
+        ({}, "'factor' has no value"),
+    ],
+)
+def test_bad_arguments_leave_nothing_behind(
+    backend: str,
+    arguments: Dict[str, Any],
+    error: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    settings: Dict[str, Any] = {"backend": "local"}
+    if backend == "vertex":
+        fake = request.getfixturevalue("fake_vertex")
+        settings = _on_fake_vertex(fake, request.getfixturevalue("gcs_bucket"))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=error):
+        run_pipeline(rows_pipeline, arguments, output_dir=str(out), **settings)
+    assert not out.exists()
+    if backend == "vertex":
+        assert fake.requests["create"] == 0
+
+
+lazy = hydra_component(
+    "lazy",
+    IMAGE,
+    ["python", str(APPS / "faults.py")],
+    parameters={"+fault": str, "+x": int},
+    outputs=["+model"],
+)
+
+
+@dsl.pipeline(name="lazy")
+def lazy_pipeline():
+    # faults.py with fault=none returns, writing no model.
+    model = lazy(fault="none", x=1).outputs["model"]
+    sum_rows(factor=1.0, data=model)
+
+
+@pytest.mark.parametrize("backend", ["local", "vertex"])
+def test_a_step_that_does_not_write_its_output_artifact_fails_naming_it(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings: Dict[str, Any] = {"backend": "local"}
+    if backend == "vertex":
+        settings = _on_fake_vertex(
+            request.getfixturevalue("fake_vertex"), request.getfixturevalue("gcs_bucket")
+        )
+    run = run_pipeline(lazy_pipeline, output_dir=str(tmp_path), **settings)
+
+    assert run.state == "FAILED"
+    lazy_task, summed = run.tasks["lazy"], run.tasks["sum-rows"]
+    assert lazy_task.state == "FAILED" and "output artifact 'model'" in str(lazy_task.error)
+    assert summed.state != "SUCCEEDED"

@@ -109,10 +109,10 @@ class LocalBackend:
 
     def _run_attempts(self, step: LocalStep, started: str) -> None:
         console = self.console_dir / f"{step.task_name}.log"
-        returncode: Optional[int] = None
+        failure: Optional[str] = None
         for _attempt in range(step.max_retries + 1):
-            returncode = self._run_once(step, console, started)
-            if returncode == 0:
+            failure = _failure(step, self._run_once(step, console, started))
+            if failure is None:
                 self._set(step.task_name, TaskStatus(State.SUCCEEDED, started, utc_now()))
                 return
             if self._cancelled:
@@ -120,7 +120,7 @@ class LocalBackend:
         if self._cancelled:
             self._set(step.task_name, TaskStatus(State.CANCELLED, started, utc_now()))
             return
-        error = f"{_how_it_ended(returncode)}; its console ({console}) ends with:\n"
+        error = f"{failure}; its console ({console}) ends with:\n"
         self._set(
             step.task_name, TaskStatus(State.FAILED, started, utc_now(), error + _tail(console))
         )
@@ -197,6 +197,18 @@ class LocalBackend:
         if trigger.all_upstream_completed or not failed:
             return None
         return f"not started: the steps it waits for did not all succeed ({', '.join(failed)})"
+
+
+def _failure(step: LocalStep, returncode: Optional[int]) -> Optional[str]:
+    """Why the step's attempt failed; None when it succeeded: exit code 0 and every output
+    artifact written (Vertex's launcher fails the task that leaves one out, as here)."""
+    if returncode != 0:
+        return _how_it_ended(returncode)
+    missing = [(name, path) for name, path in step.outputs if not path.exists()]
+    if missing:
+        name, path = missing[0]
+        return f"the step exited with code 0 without writing its output artifact {name!r} ({path})"
+    return None
 
 
 def _how_it_ended(returncode: Optional[int]) -> str:
