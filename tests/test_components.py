@@ -240,18 +240,8 @@ def test_both_backends_render_parameters_as_vertex_does(
     def echoed(count: int):
         echo(board=str(board), count=count, tiny=1e-05, huge=1e20, flag=False, xs=[1.0, 2.5])
 
-    settings: Dict[str, Any] = {}
-    if backend == "vertex":
-        fake = request.getfixturevalue("fake_vertex")
-        settings = dict(
-            project=PROJECT,
-            location=LOCATION,
-            api_endpoint=fake.endpoint,
-            staging_root=f"gs://{request.getfixturevalue('gcs_bucket')}/hydra",
-            poll_interval=0.2,
-            max_poll_interval=1,
-        )
-    run = run_pipeline(echoed, {"count": 3}, backend=backend, output_dir=str(tmp_path), **settings)
+    settings = _settings_for(backend, request)
+    run = run_pipeline(echoed, {"count": 3}, output_dir=str(tmp_path), **settings)
 
     assert run.succeeded, run
     # Go's FormatFloat(x, 'f', -1, 64) for numbers (Struct numbers are doubles), JSON for lists.
@@ -394,6 +384,14 @@ def _on_fake_vertex(fake: FakeVertex, bucket: str) -> Dict[str, Any]:
     )
 
 
+def _settings_for(backend: str, request: pytest.FixtureRequest) -> Dict[str, Any]:
+    """run_pipeline's settings for the local backend, or for the fake Vertex (started here)."""
+    if backend == "local":
+        return {"backend": "local"}
+    fake = request.getfixturevalue("fake_vertex")
+    return _on_fake_vertex(fake, request.getfixturevalue("gcs_bucket"))
+
+
 @pytest.mark.parametrize("command", ["attach", "cancel"])
 def test_a_finished_hand_built_vertex_run_keeps_its_tasks_states_through_the_command_line(
     command: str, fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
@@ -438,16 +436,14 @@ def test_bad_arguments_leave_nothing_behind(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    settings: Dict[str, Any] = {"backend": "local"}
-    if backend == "vertex":
-        fake = request.getfixturevalue("fake_vertex")
-        settings = _on_fake_vertex(fake, request.getfixturevalue("gcs_bucket"))
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=error):
-        run_pipeline(rows_pipeline, arguments, output_dir=str(out), **settings)
+        run_pipeline(
+            rows_pipeline, arguments, output_dir=str(out), **_settings_for(backend, request)
+        )
     assert not out.exists()
     if backend == "vertex":
-        assert fake.requests["create"] == 0
+        assert request.getfixturevalue("fake_vertex").requests["create"] == 0
 
 
 lazy = hydra_component(
@@ -471,12 +467,7 @@ def test_a_step_that_does_not_write_its_output_artifact_fails_naming_it(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    settings: Dict[str, Any] = {"backend": "local"}
-    if backend == "vertex":
-        settings = _on_fake_vertex(
-            request.getfixturevalue("fake_vertex"), request.getfixturevalue("gcs_bucket")
-        )
-    run = run_pipeline(lazy_pipeline, output_dir=str(tmp_path), **settings)
+    run = run_pipeline(lazy_pipeline, output_dir=str(tmp_path), **_settings_for(backend, request))
 
     assert run.state == "FAILED"
     lazy_task, summed = run.tasks["lazy"], run.tasks["sum-rows"]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 from apputil import APPS, read_json, run_app, start_app, wait_until
@@ -51,16 +51,20 @@ def _vertex(fake: FakeVertex, bucket: str) -> List[str]:
     return ["hydra/launcher=vertex_pipeline", *vertex_overrides(fake, bucket)]
 
 
+def _launcher(backend: str, request: pytest.FixtureRequest) -> List[str]:
+    """The local launcher, or the vertex one against the fake Vertex (started here)."""
+    if backend == "local":
+        return [LOCAL]
+    fake = request.getfixturevalue("fake_vertex")
+    return _vertex(fake, request.getfixturevalue("gcs_bucket"))
+
+
 @pytest.mark.parametrize("backend", ["local", "vertex"])
 def test_a_command_job_whose_child_holds_its_stderr_ends_with_its_outputs(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     sweep, board = tmp_path / "m", tmp_path / "board"
-    launcher = [LOCAL]
-    if backend == "vertex":
-        launcher = _vertex(
-            request.getfixturevalue("fake_vertex"), request.getfixturevalue("gcs_bucket")
-        )
+    launcher = _launcher(backend, request)
     args = _sweep_args(sweep, board, "+x=1,2", "+child=stderr", *launcher, COMMAND, SPAWNER)
     started = time.monotonic()
     proc = run_app("spawner.py", args, tmp_path)
@@ -80,11 +84,7 @@ def test_a_timed_out_command_job_is_stopped_with_everything_it_started(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     sweep, board = tmp_path / "m", tmp_path / "board"
-    launcher = [LOCAL]
-    if backend == "vertex":
-        launcher = _vertex(
-            request.getfixturevalue("fake_vertex"), request.getfixturevalue("gcs_bucket")
-        )
+    launcher = _launcher(backend, request)
     overrides = ["+x=1", "+child=session", "+hang=true", "hydra.launcher.timeout=4"]
     proc = run_app(
         "spawner.py", _sweep_args(sweep, board, *overrides, *launcher, COMMAND, SPAWNER), tmp_path
@@ -148,13 +148,8 @@ def test_steps_of_a_killed_launcher_end_with_everything_they_started(
 ) -> None:
     sweep, board = tmp_path / "m", tmp_path / "board"
     launcher = start_app("spawner.py", _sweep_args(sweep, board, *SWEEP_KILLED, *mode), tmp_path)
-    try:
-        wait_until(lambda: len(board_pids(board)) == 4, timeout=120)
-    finally:
-        launcher.kill()
-    launcher.communicate(timeout=30)
     # Each job's process, its step (its parent in command mode), and the child it started.
-    assert_all_ended(board)
+    _kill_once_started(launcher, board, jobs=4)
 
 
 HAND_BUILT = """
@@ -184,9 +179,15 @@ def test_steps_of_a_killed_hand_built_pipeline_end_with_everything_they_started(
     launcher = subprocess.Popen(
         args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    # Each app (the step itself), its keeper, and the child it started.
+    _kill_once_started(launcher, board, jobs=2)
+
+
+def _kill_once_started(launcher: "subprocess.Popen[Any]", board: Path, jobs: int) -> None:
+    """SIGKILL to the launcher once every job has started; then none of their processes runs."""
     try:
-        wait_until(lambda: len(board_pids(board)) == 2, timeout=120)
+        wait_until(lambda: len(board_pids(board)) == jobs, timeout=120)
     finally:
         launcher.kill()
-    launcher.wait(timeout=30)
+    launcher.communicate(timeout=30)
     assert_all_ended(board)
