@@ -65,7 +65,9 @@ def test_a_command_job_whose_child_holds_its_stderr_ends_with_its_outputs(
 ) -> None:
     sweep, board = tmp_path / "m", tmp_path / "board"
     launcher = _launcher(backend, request)
-    args = _sweep_args(sweep, board, "+x=1,2", "+child=stderr", *launcher, COMMAND, SPAWNER)
+    # With a time limit that the held stderr once made every such job run into.
+    overrides = ["+x=1,2", "+child=stderr", "hydra.launcher.timeout=8"]
+    args = _sweep_args(sweep, board, *overrides, *launcher, COMMAND, SPAWNER)
     started = time.monotonic()
     proc = run_app("spawner.py", args, tmp_path)
     took = time.monotonic() - started
