@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 
 import pytest
 from apputil import APPS, read_json, run_app, start_app, wait_until
-from cliutil import run_cli
+from cliutil import run_cli, table_rows
 from fake_vertex import FakeVertex
 from vertexutil import only_job, vertex_overrides
 
@@ -183,6 +183,12 @@ def test_steps_of_a_killed_hand_built_pipeline_end_with_everything_they_started(
     )
     # Each app (the step itself), its keeper, and the child it started.
     _kill_once_started(launcher, board, jobs=2)
+    attached = run_cli("attach", str(tmp_path))
+    assert "run the pipeline again" in attached.stdout
+    assert sorted(cells[0] for cells in table_rows(attached.stdout).values()) == [
+        "spawner",
+        "spawner-2",
+    ], attached.stdout
 
 
 def _kill_once_started(launcher: "subprocess.Popen[Any]", board: Path, jobs: int) -> None:

@@ -98,10 +98,13 @@ def attach(records: List[RunRecord]) -> int:
                 "its launcher, so there is nothing to attach to. What it left:"
             )
             if not record.finished:
-                print(
-                    "Its launcher ended before the run did; repeat the sweep with "
-                    "hydra.launcher.resume=true to run the jobs that did not succeed."
+                again = (
+                    "run the pipeline again (run_pipeline runs every task)"
+                    if record.hand_built
+                    else "repeat the sweep with hydra.launcher.resume=true to run the jobs "
+                    "that did not succeed"
                 )
+                print(f"Its launcher ended before the run did; {again}.")
         elif record.finished:
             print(f"{record.run_id}: every job was collected already.")
         else:
