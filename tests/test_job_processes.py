@@ -99,16 +99,21 @@ def test_a_timed_out_command_job_is_stopped_with_everything_it_started(
     assert_all_ended(board)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGHUP", "hydra-vertex-pipeline cancel"])
 def test_a_cancel_stops_a_command_job_that_ignores_sigterm_and_its_children(
-    signum: int, tmp_path: Path
+    how: str, tmp_path: Path
 ) -> None:
     sweep, board = tmp_path / "m", tmp_path / "board"
     overrides = ["+x=1", "+child=session,stderr", "+hang=true", LOCAL, COMMAND, SPAWNER]
     launcher = start_app("spawner.py", _sweep_args(sweep, board, *overrides), tmp_path)
     try:
         wait_until(lambda: len(board_pids(board)) == 2, timeout=120)
-        launcher.send_signal(signum)
+        if how.startswith("SIG"):
+            launcher.send_signal(getattr(signal, how))
+        else:  # the command line asks the launcher, which runs the local run
+            cancelled = run_cli("cancel", str(sweep))
+            assert cancelled.returncode == 0, cancelled.stdout
+            assert "was cancelled by its launcher" in cancelled.stdout
         launcher.communicate(timeout=60)
     finally:
         launcher.kill()

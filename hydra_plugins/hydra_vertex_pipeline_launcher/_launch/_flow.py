@@ -36,6 +36,7 @@ from .._backends._base import (
 )
 from .._backends._choice import make_backend
 from .._shared._layout import RUNS_DIR
+from .._shared._process_tree import process_identity
 from .._shared._storage import Storage, open_storage
 from ..config import IN_STEP_ENV, LauncherConfigError, VertexPipelineLauncherConf
 from . import _resume
@@ -208,6 +209,8 @@ def submit_and_watch(
     where = backend.location.console_url or backend.location.resource_name
     record = new_record(settings, run, backend.location, watched)
     record.hand_built = hand_built
+    if not backend.outlives_launcher:
+        record.launcher = process_identity(os.getpid())  # its steps live as long as it does
     files = StatusFiles(record, watched)
     watcher = Watcher(
         backend, files, on_job_done, settings.poll_interval, settings.max_poll_interval, streamer

@@ -60,6 +60,16 @@ def descendants(root: int) -> List[int]:
     return found
 
 
+def process_identity(pid: int) -> Optional[str]:
+    """`<pid>@<start time>` of a running process, which no later process with its pid shares;
+    None where /proc does not say."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return f"{pid}@{fields[19]}" if fields[0] != "Z" else None
+
+
 def stop_tree(root: int, group: Optional[int] = None) -> None:
     """SIGKILL to every process below root and to the process group `group`, until none is
     left (root itself is spared)."""
