@@ -190,6 +190,8 @@ class TaskRun:
     # For a CustomJob step: the CustomJob it creates, or why it cannot be created.
     custom_job: Optional[dict[str, Any]] = None
     custom_job_error: Optional[str] = None
+    # Its output artifacts' paths by name: Vertex's launcher fails a task that leaves one out.
+    outputs: dict[str, str] = field(default_factory=dict)
 
     def matches(self, substring: str) -> bool:
         return substring in self.key or substring in self.name
@@ -777,6 +779,7 @@ class FakeVertex:
             all_upstream_completed=all_upstream_completed,
             custom_job=custom_job,
             custom_job_error=custom_job_error,
+            outputs={name: path for (side, name), path in artifacts.items() if side == "outputs"},
             key=key,
             name=str(task.get("taskInfo", {}).get("name", key)),
             task_id=next(self._ids),
@@ -905,11 +908,13 @@ class FakeVertex:
             self._end_task(task, "FAILED", _replica_error(f"{status} (killed)", "Killed"))
         elif job.cancel_requested:
             self._end_task(task, "CANCELLED")
-        elif rc == 0:
+        elif rc == 0 and not _missing_output(task):
             self._end_task(task, "SUCCEEDED")
         elif task.attempts <= task.max_retries:
             self._touch(job)
             return True
+        elif rc == 0:
+            self._end_task(task, "FAILED", _missing_output(task))
         else:
             self._end_task(task, "FAILED", _replica_error(str(status), "Error"))
         self._touch(job)
@@ -1019,6 +1024,14 @@ class FakeVertex:
             out["executorDetail"] = {"containerDetail": container}
         _put_optional(out, startTime=task.start_time, endTime=task.end_time, error=task.error)
         return out
+
+
+def _missing_output(task: TaskRun) -> Optional[str]:
+    """What Vertex's launcher says of an output artifact the task did not write."""
+    for name, path in task.outputs.items():
+        if not os.path.exists(path):
+            return f"Failed to upload output artifact {name!r}: stat {path}: no such file"
+    return None
 
 
 def _replica_error(status: str, reason: str) -> str:

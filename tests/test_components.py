@@ -118,6 +118,8 @@ def test_keys_become_the_components_inputs_and_outputs(tmp_path: Path) -> None:
     "call, error",
     [
         (dict(parameters={"d": dict}), "pass it as an artifact"),
+        (dict(parameters={"xs": list}), "'xs' is a bare list; give its items' type"),
+        (dict(parameters={"xs": List}), "'xs' is a bare list; give its items' type"),
         (dict(command="python app.py"), "command is a list of strings"),
         (dict(parameters={"a-b": int}), "not a Hydra config key"),
         (dict(parameters={"a.b": int, "a_b": int}), "rename one"),
@@ -215,7 +217,7 @@ def test_what_the_local_backend_cannot_run_is_refused_before_anything_runs(
 
     with pytest.raises(ValueError, match="sub-pipeline .* container steps only"):
         run_pipeline(conditional, output_dir=str(tmp_path))
-    assert not list(tmp_path.glob("**/run.json")) and not (tmp_path / "outputs").exists()
+    assert not list(tmp_path.iterdir()), "no run dir, no spec, no record"
 
 
 ECHO = "import json, sys; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))"
@@ -238,18 +240,8 @@ def test_both_backends_render_parameters_as_vertex_does(
     def echoed(count: int):
         echo(board=str(board), count=count, tiny=1e-05, huge=1e20, flag=False, xs=[1.0, 2.5])
 
-    settings: Dict[str, Any] = {}
-    if backend == "vertex":
-        fake = request.getfixturevalue("fake_vertex")
-        settings = dict(
-            project=PROJECT,
-            location=LOCATION,
-            api_endpoint=fake.endpoint,
-            staging_root=f"gs://{request.getfixturevalue('gcs_bucket')}/hydra",
-            poll_interval=0.2,
-            max_poll_interval=1,
-        )
-    run = run_pipeline(echoed, {"count": 3}, backend=backend, output_dir=str(tmp_path), **settings)
+    settings = _settings_for(backend, request)
+    run = run_pipeline(echoed, {"count": 3}, output_dir=str(tmp_path), **settings)
 
     assert run.succeeded, run
     # Go's FormatFloat(x, 'f', -1, 64) for numbers (Struct numbers are doubles), JSON for lists.
@@ -377,3 +369,107 @@ def test_ctrl_c_cancels_the_pipeline_and_stops_its_steps(tmp_path: Path) -> None
     assert status["state"] == "CANCELLED"
     with pytest.raises(ProcessLookupError):
         os.kill(read_json(board / "1.json")["pid"], 0)
+
+
+def _on_fake_vertex(fake: FakeVertex, bucket: str) -> Dict[str, Any]:
+    return dict(
+        backend="vertex",
+        project=PROJECT,
+        location=LOCATION,
+        api_endpoint=fake.endpoint,
+        staging_root=f"gs://{bucket}/hydra",
+        poll_interval=0.2,
+        max_poll_interval=1,
+        request_timeout=20,
+    )
+
+
+def _settings_for(backend: str, request: pytest.FixtureRequest) -> Dict[str, Any]:
+    """run_pipeline's settings for the local backend, or for the fake Vertex (started here)."""
+    if backend == "local":
+        return {"backend": "local"}
+    fake = request.getfixturevalue("fake_vertex")
+    return _on_fake_vertex(fake, request.getfixturevalue("gcs_bucket"))
+
+
+@pytest.mark.parametrize("command", ["attach", "cancel"])
+def test_a_finished_hand_built_vertex_run_keeps_its_tasks_states_through_the_command_line(
+    command: str, fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    from cliutil import run_cli, table_rows
+
+    settings = _on_fake_vertex(fake_vertex, gcs_bucket)
+    run = run_pipeline(
+        rows_pipeline, {"factor": 4}, output_dir=str(tmp_path), wait=False, **settings
+    )
+    assert {task.state for task in run.tasks.values()} == {"PENDING"}
+    fake_vertex.wait_for_state(run.run_id, ["PIPELINE_STATE_SUCCEEDED"], timeout=120)
+
+    done = run_cli(command, str(run.run_dir))
+
+    assert done.returncode == 0, done.stdout
+    assert "without a result" not in done.stdout
+    for task in ("make-rows", "sum-rows"):
+        status = read_json(run.run_dir / "tasks" / task / "vertex_status.json")
+        assert status["state"] == "SUCCEEDED", status
+    assert read_json(run.run_dir / "run.json")["state"] == "SUCCEEDED"
+    shown = run_cli("status", str(run.run_dir))
+    rows = table_rows(shown.stdout)
+    assert sorted((cells[0], cells[1]) for cells in rows.values()) == [
+        ("make rows", "SUCCEEDED"),
+        ("sum rows", "SUCCEEDED"),
+    ], shown.stdout
+
+
+@pytest.mark.parametrize("backend", ["local", "vertex"])
+@pytest.mark.parametrize(
+    "arguments, error",
+    [
+        ({"factr": 4}, "factr does not match any known pipeline input"),
+        ({}, "'factor' has no value"),
+    ],
+)
+def test_bad_arguments_leave_nothing_behind(
+    backend: str,
+    arguments: Dict[str, Any],
+    error: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=error):
+        run_pipeline(
+            rows_pipeline, arguments, output_dir=str(out), **_settings_for(backend, request)
+        )
+    assert not out.exists()
+    if backend == "vertex":
+        assert request.getfixturevalue("fake_vertex").requests["create"] == 0
+
+
+lazy = hydra_component(
+    "lazy",
+    IMAGE,
+    ["python", str(APPS / "faults.py")],
+    parameters={"+fault": str, "+x": int},
+    outputs=["+model"],
+)
+
+
+@dsl.pipeline(name="lazy")
+def lazy_pipeline():
+    # faults.py with fault=none returns, writing no model.
+    model = lazy(fault="none", x=1).outputs["model"]
+    sum_rows(factor=1.0, data=model)
+
+
+@pytest.mark.parametrize("backend", ["local", "vertex"])
+def test_a_step_that_does_not_write_its_output_artifact_fails_naming_it(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = run_pipeline(lazy_pipeline, output_dir=str(tmp_path), **_settings_for(backend, request))
+
+    assert run.state == "FAILED"
+    lazy_task, summed = run.tasks["lazy"], run.tasks["sum-rows"]
+    assert lazy_task.state == "FAILED" and "output artifact 'model'" in str(lazy_task.error)
+    assert summed.state != "SUCCEEDED"

@@ -166,7 +166,13 @@ def _input_names(name: str, keys: List[str]) -> Dict[str, str]:
 
 def _check_type(name: str, key: str, kind: Any) -> None:
     items = get_args(kind)
-    is_list = kind is list or (get_origin(kind) is list and len(items) == 1)
+    if kind is list or (get_origin(kind) is list and not items):
+        # Its items could be anything: a dict among them arrives as JSON, which Hydra refuses.
+        raise TypeError(
+            f"hydra_component({name!r}): parameter {key!r} is a bare list; give its items' "
+            "type, e.g. List[str] or List[float] (int, float, str or bool)."
+        )
+    is_list = get_origin(kind) is list and len(items) == 1
     if kind not in SCALAR_TYPES and not (is_list and all(t in SCALAR_TYPES for t in items)):
         raise TypeError(
             f"hydra_component({name!r}): parameter {key!r} has the type {kind!r}; Hydra reads "

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, List, Optional, Union
 
+from .._shared._process_tree import PARENT_PID_ENV, stop_tree
 from ._base import (
     CancelOutcome,
     RunContext,
@@ -31,6 +32,7 @@ from ._spec import LocalStep, Trigger, read_spec, read_steps, read_triggers
 from ._warm import WarmProcess, WarmStarter
 
 TERMINATE_GRACE_SECONDS = 5.0
+KEEPER = "hydra_plugins.hydra_vertex_pipeline_launcher._backends._keeper"
 CONSOLE_TAIL_CHARS = 2000
 # Where the steps' artifacts go, in the run's local folder (Vertex's pipeline root, locally).
 PIPELINE_ROOT = "pipeline_root"
@@ -107,10 +109,10 @@ class LocalBackend:
 
     def _run_attempts(self, step: LocalStep, started: str) -> None:
         console = self.console_dir / f"{step.task_name}.log"
-        returncode: Optional[int] = None
+        failure: Optional[str] = None
         for _attempt in range(step.max_retries + 1):
-            returncode = self._run_once(step, console, started)
-            if returncode == 0:
+            failure = _failure(step, self._run_once(step, console, started))
+            if failure is None:
                 self._set(step.task_name, TaskStatus(State.SUCCEEDED, started, utc_now()))
                 return
             if self._cancelled:
@@ -118,14 +120,20 @@ class LocalBackend:
         if self._cancelled:
             self._set(step.task_name, TaskStatus(State.CANCELLED, started, utc_now()))
             return
-        error = f"{_how_it_ended(returncode)}; its console ({console}) ends with:\n"
+        error = f"{failure}; its console ({console}) ends with:\n"
         self._set(
             step.task_name, TaskStatus(State.FAILED, started, utc_now(), error + _tail(console))
         )
 
     def _run_once(self, step: LocalStep, console: Path, started: str) -> Optional[int]:
         """The step's exit code, or None when the run was cancelled before it started."""
-        env = {**os.environ, **step.env, "PYTHONPATH": _python_path(step.env.get("PYTHONPATH"))}
+        env = {
+            **os.environ,
+            **step.env,
+            "PYTHONPATH": _python_path(step.env.get("PYTHONPATH")),
+            # The step ends when this process does, SIGKILL included (_process_tree).
+            PARENT_PID_ENV: str(os.getpid()),
+        }
         with console.open("ab") as out:
             with self._lock:
                 if self._cancelled:
@@ -142,12 +150,13 @@ class LocalBackend:
         self, step: LocalStep, env: Dict[str, str], out: BinaryIO, console: Path
     ) -> StepProcess:
         """Forked from a preloaded interpreter where the step is `python -m ...` (it then skips
-        importing Hydra & co.), else a fresh process: the same process, dir, env and log."""
+        importing Hydra & co.), else a fresh process, in a keeper that ends it and what it
+        started with this process (_keeper): the same process, dir, env and log."""
         warm = self._warm.start(step.argv, self.cwd, env, console)
         if warm is not None:
             return warm
         return subprocess.Popen(
-            step.argv,
+            [sys.executable, "-m", KEEPER, *step.argv],
             cwd=self.cwd,
             env=env,
             stdout=out,
@@ -188,6 +197,18 @@ class LocalBackend:
         if trigger.all_upstream_completed or not failed:
             return None
         return f"not started: the steps it waits for did not all succeed ({', '.join(failed)})"
+
+
+def _failure(step: LocalStep, returncode: Optional[int]) -> Optional[str]:
+    """Why the step's attempt failed; None when it succeeded: exit code 0 and every output
+    artifact written (Vertex's launcher fails the task that leaves one out, as here)."""
+    if returncode != 0:
+        return _how_it_ended(returncode)
+    missing = [(name, path) for name, path in step.outputs if not path.exists()]
+    if missing:
+        name, path = missing[0]
+        return f"the step exited with code 0 without writing its output artifact {name!r} ({path})"
+    return None
 
 
 def _how_it_ended(returncode: Optional[int]) -> str:
@@ -239,6 +260,8 @@ def _terminate(procs: List[StepProcess]) -> None:
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            # Also what it started in sessions of its own (a command-mode job's process).
+            stop_tree(proc.pid)
             _signal_group(proc, kill=True)
 
 

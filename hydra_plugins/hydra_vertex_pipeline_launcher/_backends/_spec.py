@@ -36,6 +36,8 @@ class LocalStep:
     max_retries: int
     # Folders its output artifacts go in, made before it starts (as Vertex's launcher does).
     artifact_dirs: Tuple[Path, ...] = ()
+    # Each output artifact's name and path: the step must write them all to succeed.
+    outputs: Tuple[Tuple[str, Path], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,10 @@ def _step(
         **_input_artifacts(name, task, pipeline_root),
     }
     outputs = {
-        ("outputs", "artifacts", output): str(pipeline_root / name / output)
+        output: pipeline_root / name / output
         for output in component.get("outputDefinitions", {}).get("artifacts", {})
     }
-    values.update(outputs)
+    values.update({("outputs", "artifacts", key): str(path) for key, path in outputs.items()})
     parts = container.get("command", []) + container.get("args", [])
     argv = [_resolve(part, values) for part in parts]
     if argv and argv[0] in ("python", "python3"):
@@ -111,6 +113,7 @@ def _step(
         env={e["name"]: e["value"] for e in container.get("env", [])},
         max_retries=int(task.get("retryPolicy", {}).get("maxRetryCount", 0)),
         artifact_dirs=(pipeline_root / name,) if outputs else (),
+        outputs=tuple(outputs.items()),
     )
 
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Dict, Iterator, List, Optional, Tuple
 
+from .._shared._process_tree import PARENT_PID_ENV
+
 # Imported by the server before it forks: the step's modules and, through them, Hydra,
 # OmegaConf and cloudpickle. Only our own step module: a user's module may do work at import.
 PRELOAD = "hydra_plugins.hydra_vertex_pipeline_launcher._step._entry"
@@ -384,6 +386,7 @@ def _fork_step(
     """(pid, None) in the server once the child is its step, or (pid, why it could not be);
     (0, None) in the child."""
     ready_r, ready_w = os.pipe()
+    server_pid = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -394,7 +397,7 @@ def _fork_step(
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             for fd in server_fds:
                 os.close(fd)
-            _become_step(request, startup)
+            _become_step(request, startup, server_pid)
         except BaseException:  # noqa: B036 - whatever it is, the server must hear it
             os.write(ready_w, traceback.format_exc().encode())
             os._exit(SETUP_FAILED)
@@ -406,9 +409,10 @@ def _fork_step(
     return pid, error or None
 
 
-def _become_step(request: StepRequest, startup: _Startup) -> None:
+def _become_step(request: StepRequest, startup: _Startup, server_pid: int) -> None:
     """What Popen(argv, cwd, env, stdin=DEVNULL, stdout=log, stderr=STDOUT,
-    start_new_session=True) gives a fresh interpreter, up to running its module."""
+    start_new_session=True) gives a fresh interpreter, up to running its module. A step told
+    to end with its launcher ends with this server, which ends with the launcher."""
     os.setsid()
     os.chdir(request.cwd)
     console = os.open(request.console, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -418,6 +422,8 @@ def _become_step(request: StepRequest, startup: _Startup) -> None:
     os.environ.clear()
     os.environ.update(request.env)
     os.environ.update(startup.added_to(request.env))
+    if PARENT_PID_ENV in request.env:
+        os.environ[PARENT_PID_ENV] = str(server_pid)
 
 
 def _run_as_main(request: StepRequest, startup: _Startup) -> None:

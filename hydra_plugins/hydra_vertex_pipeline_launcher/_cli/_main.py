@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 OK, NOT_OK, NO_RUN = 0, 1, 2
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 ERROR_WIDTH = 100
+# How long `cancel` waits for a local run's launcher to cancel it (its steps get 5 s).
+LOCAL_CANCEL_SECONDS = 30.0
 PACKAGE_LOGGER = "hydra_plugins.hydra_vertex_pipeline_launcher"
 EXCEPTION_MODULE = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*: )")
 
@@ -98,10 +100,13 @@ def attach(records: List[RunRecord]) -> int:
                 "its launcher, so there is nothing to attach to. What it left:"
             )
             if not record.finished:
-                print(
-                    "Its launcher ended before the run did; repeat the sweep with "
-                    "hydra.launcher.resume=true to run the jobs that did not succeed."
+                again = (
+                    "run the pipeline again (run_pipeline runs every task)"
+                    if record.hand_built
+                    else "repeat the sweep with hydra.launcher.resume=true to run the jobs "
+                    "that did not succeed"
                 )
+                print(f"Its launcher ended before the run did; {again}.")
         elif record.finished:
             print(f"{record.run_id}: every job was collected already.")
         else:
@@ -132,11 +137,7 @@ def cancel(records: List[RunRecord]) -> int:
         if record.state in TERMINAL:
             print(f"{record.run_id} had already ended ({record.state}): nothing to cancel.")
         elif record.backend != "vertex":
-            print(
-                f"{record.run_id} runs on the {record.backend} backend, inside its launcher: "
-                "press Ctrl-C there (or send it SIGTERM) to cancel it."
-            )
-            confirmed = False
+            confirmed = _cancel_by_launcher(record) and confirmed
         else:
             outcome = _attach.cancel(record)
             confirmed = confirmed and outcome is not None
@@ -144,6 +145,37 @@ def cancel(records: List[RunRecord]) -> int:
                 print(f"{record.run_id} was never created: nothing ran, nothing to cancel.")
     _summary([read(record.path) for record in records])
     return OK if confirmed else NOT_OK
+
+
+def _cancel_by_launcher(record: RunRecord) -> bool:
+    """A local run runs inside its launcher: SIGTERM to it (its own cancel, as a closed terminal
+    would ask), then its record is waited for, within LOCAL_CANCEL_SECONDS. True once it ended."""
+    import os
+    import signal
+    import time
+
+    from .._shared._process_tree import process_identity
+
+    if record.launcher is None:
+        print(
+            f"{record.run_id} runs on the {record.backend} backend, inside its launcher: "
+            "press Ctrl-C there (or send it SIGTERM) to cancel it."
+        )
+        return False
+    pid = int(record.launcher.split("@")[0])
+    if process_identity(pid) != record.launcher:
+        print(f"{record.run_id}: its launcher is gone, and its steps ended with it.")
+        return True
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + LOCAL_CANCEL_SECONDS
+    while process_identity(pid) == record.launcher and time.monotonic() < deadline:
+        time.sleep(0.1)
+    state = read(record.path).state
+    if state in TERMINAL:
+        print(f"{record.run_id} was cancelled by its launcher (process {pid}): {state}.")
+        return True
+    print(f"Asked {record.run_id}'s launcher (process {pid}) to cancel it; it has not ended yet.")
+    return False
 
 
 def _live(record: RunRecord) -> Optional[RunStatus]:
@@ -177,6 +209,8 @@ def _rows(record: RunRecord, live: Optional[Dict[str, TaskStatus]]) -> List[Row]
             state, started = task.state.value, task.started or started
             ended, error = task.ended, task.error or error
         overrides = " ".join(filter_overrides(entry.overrides)) or "(no overrides)"
+        if record.hand_built:
+            overrides = entry.display_name  # a task of a hand-built pipeline, by its name
         rows.append(Row(num, entry.dir, overrides, state, entry.collected, started, ended, error))
     return rows
 

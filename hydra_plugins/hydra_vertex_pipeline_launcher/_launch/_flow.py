@@ -36,6 +36,7 @@ from .._backends._base import (
 )
 from .._backends._choice import make_backend
 from .._shared._layout import RUNS_DIR
+from .._shared._process_tree import process_identity
 from .._shared._storage import Storage, open_storage
 from ..config import IN_STEP_ENV, LauncherConfigError, VertexPipelineLauncherConf
 from . import _resume
@@ -201,11 +202,15 @@ def submit_and_watch(
     watched: List[WatchedJob],
     on_job_done: Callable[[WatchedJob, TaskStatus], Outcome],
     streamer: Optional[LogStreamer] = None,
+    hand_built: bool = False,
 ) -> RunRecord:
     """Records the run, submits run.spec_path and, with settings.wait, watches it to its end
     (on_job_done as each task ends); Ctrl-C, SIGTERM or SIGHUP cancel it (as settings say)."""
     where = backend.location.console_url or backend.location.resource_name
     record = new_record(settings, run, backend.location, watched)
+    record.hand_built = hand_built
+    if not backend.outlives_launcher:
+        record.launcher = process_identity(os.getpid())  # its steps live as long as it does
     files = StatusFiles(record, watched)
     watcher = Watcher(
         backend, files, on_job_done, settings.poll_interval, settings.max_poll_interval, streamer

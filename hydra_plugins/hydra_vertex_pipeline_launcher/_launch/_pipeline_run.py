@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
@@ -88,15 +90,15 @@ def run(
     outcomes: Dict[str, Outcome] = {}
 
     def on_task_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-        """A component's step leaves nothing for the launcher to collect: its outputs are
-        artifacts."""
-        outcomes[job.task_name] = Outcome(task.state, task.error)
+        outcomes[job.task_name] = task_outcome(job, task)
         return outcomes[job.task_name]
 
     try:
         spec = _compile(pipeline, arguments, run_ctx, conf.backend)
         watched = _watched(spec, run_ctx.local_dir / TASKS_DIR)
-        record = submit_and_watch(conf, pipeline_backend, run_ctx, watched, on_task_done)
+        record = submit_and_watch(
+            conf, pipeline_backend, run_ctx, watched, on_task_done, hand_built=True
+        )
     finally:
         pipeline_backend.close()
     result = PipelineRun(
@@ -111,19 +113,45 @@ def run(
     return result
 
 
+def task_outcome(job: WatchedJob, task: TaskStatus) -> Outcome:
+    """A component's step leaves nothing for the launcher to collect (no result: its outputs are
+    artifacts, in the pipeline root): the task ended as the backend says."""
+    return Outcome(task.state, task.error)
+
+
 def _compile(
     pipeline: Any, arguments: Dict[str, Any], run_ctx: RunContext, backend: str
 ) -> Dict[str, Any]:
-    """Compiles the pipeline, its arguments as its parameters' defaults, into the run's spec."""
+    """Compiles the pipeline, its arguments as its parameters' defaults, into the run's spec.
+    Checked first, in a scratch dir: what is refused (bad arguments, what the local backend
+    cannot run) leaves no run dir behind."""
     from kfp import compiler
 
-    run_ctx.spec_path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline, str(run_ctx.spec_path), pipeline_parameters=arguments)
-    spec = read_spec(run_ctx.spec_path)
-    if backend == "local":
-        # What the local backend cannot run is said before anything is recorded.
-        read_steps(spec, run_ctx.local_dir / PIPELINE_ROOT)
+    with tempfile.TemporaryDirectory() as scratch:
+        compiled = Path(scratch) / run_ctx.spec_path.name
+        compiler.Compiler().compile(pipeline, str(compiled), pipeline_parameters=arguments)
+        spec = read_spec(compiled)
+        _check_arguments(spec)
+        if backend == "local":
+            read_steps(spec, run_ctx.local_dir / PIPELINE_ROOT)
+        run_ctx.spec_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(compiled), run_ctx.spec_path)
     return spec
+
+
+def _check_arguments(spec: Dict[str, Any]) -> None:
+    """Every pipeline parameter has a value: Vertex would refuse the run only once created."""
+    parameters = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    missing = [
+        name
+        for name, parameter in parameters.items()
+        if "defaultValue" not in parameter and not parameter.get("isOptional")
+    ]
+    if missing:
+        raise ValueError(
+            f"run_pipeline: the pipeline's parameter {missing[0]!r} has no value: give it in the "
+            f"arguments ({{{missing[0]!r}: ...}}) or a default in the pipeline function."
+        )
 
 
 def _settings(

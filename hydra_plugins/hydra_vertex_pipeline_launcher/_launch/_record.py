@@ -67,6 +67,12 @@ class RunRecord:
     error: Optional[str] = None
     status_reads: int = 0
     updated: Optional[str] = None
+    # A pipeline built by hand (components.run_pipeline): its tasks hand back no result; what
+    # they leave is their artifacts and logs.
+    hand_built: bool = False
+    # A local run: its launcher process (_process_tree.process_identity), which `cancel` asks
+    # to cancel it; None where it cannot be told apart from a later process with its pid.
+    launcher: Optional[str] = None
 
     @property
     def record_dir(self) -> Path:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from .._shared._app_main import dumps_by_reference
 from .._shared._faults import log_failure, pickle_outcome
+from .._shared._process_tree import end_with_starter
 
 # The dir, set by the step in the command's environment, where the callback leaves its files.
 HANDBACK_DIR_ENV = "HYDRA_VERTEX_PIPELINE_HANDBACK_DIR"
@@ -34,6 +35,9 @@ class HandBackToStep(Callback):
             return  # the app run on its own, with this callback left in its config
         if STACK_DUMP_SIGNAL is not None:
             faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
+        # This process runs in a session of its own: nothing else stops it when its step is
+        # killed (a cancel, or the step's launcher dead).
+        end_with_starter(subreaper=False)  # the app's own children stay as they were
         output_dir = str(config.hydra.runtime.output_dir)
         started = {
             "output_dir": output_dir,

@@ -27,6 +27,7 @@ from hydra.core.utils import JobStatus
 from .._shared import _layout
 from .._shared._faults import JobExited
 from .._shared._overrides import decode_overrides
+from .._shared._process_tree import PARENT_PID_ENV, become_subreaper, reap_children, stop_tree
 from .._shared._storage import Storage
 from ._command_callback import HANDBACK_DIR_ENV, RESULT_FILE, STACK_DUMP_SIGNAL, STARTED_FILE
 from ._handback import HandBack, StepOutcome, streaming_log
@@ -35,6 +36,14 @@ STDERR_TAIL_BYTES = 8000
 SHOWN_TAIL_CHARS = 2000
 # How long the job's process gets to print its stacks at the time limit before it is killed.
 STACK_DUMP_SECONDS = 1.0
+# After the job's command ended: how long what it started may keep writing to the job's stderr
+# before it is stopped (in a container it would end with the container).
+STREAMS_GRACE_SECONDS = 1.0
+# After the step was asked to stop (a cancel): how long the job gets to end on its own before
+# its processes are killed. Shorter than the local backend's own grace for the step.
+STOP_GRACE_SECONDS = 2.0
+# How long a job stopped at its time limit waits for the watchdog to end the step.
+HALTED_WAIT_SECONDS = 60.0
 FORWARDED_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
 )
@@ -67,6 +76,8 @@ class CommandJob:
 
     def run(self) -> StepOutcome:
         live_log = _layout.job_live_log(self.args.job)
+        # What the job leaves running stays below this process, where it can be stopped.
+        become_subreaper()
         try:
             with streaming_log(
                 self.storage, self.hand_back, live_log, self.args.log_upload_interval
@@ -77,22 +88,27 @@ class CommandJob:
             shutil.rmtree(self.handback_dir, ignore_errors=True)
 
     def halt(self) -> Tuple[str, bool]:
-        """Asks the job's process for its stacks, then kills its process group."""
+        """Asks the job's process for its stacks, then kills every process of the job (also
+        when its command has ended and what it started goes on)."""
         with self._lock:
             self._halted = True
             proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return "(the job's command was not running)\n", self.ran_in_output_dir
         mark = self.stderr.total
-        if STACK_DUMP_SIGNAL is not None and self._learn_where():
+        running = proc.poll() is None
+        if running and STACK_DUMP_SIGNAL is not None and self._learn_where():
             os.kill(proc.pid, STACK_DUMP_SIGNAL)  # faulthandler, registered by the callback
             deadline = time.monotonic() + STACK_DUMP_SECONDS
             while self.stderr.total == mark and time.monotonic() < deadline:
                 time.sleep(0.05)
             time.sleep(0.1)  # the rest of the dump
-        _signal_group(proc, signal.SIGKILL if hasattr(signal, "SIGKILL") else None)
+        self._stop_job(proc)
         proc.wait()
         self.stderr.join(timeout=2)
+        if not running:
+            where = "(the job's command had ended; processes it started were still running)\n"
+            return where, self.ran_in_output_dir
         where = self.stderr.since(mark) or "(its process printed no stacks)\n"
         return where, self.ran_in_output_dir
 
@@ -106,7 +122,12 @@ class CommandJob:
             log.write(f"[{stamp}][{__name__}][ERROR] - {text}\n")
 
     def _run_child(self) -> Optional[int]:
-        env = {**os.environ, HANDBACK_DIR_ENV: str(self.handback_dir)}
+        # The job's process ends with this one, however this one ends (the callback watches).
+        env = {
+            **os.environ,
+            HANDBACK_DIR_ENV: str(self.handback_dir),
+            PARENT_PID_ENV: str(os.getpid()),
+        }
         with self._lock:
             if self._halted:
                 return None
@@ -119,16 +140,40 @@ class CommandJob:
             )
         self.stderr.start(self._proc)
         with _forwarded_signals(self._proc) as stopped_by:
-            while True:
-                try:
-                    returncode = self._proc.wait(timeout=0.2)
-                    break
-                except subprocess.TimeoutExpired:
-                    self._learn_where()
-        self.stderr.join()
+            returncode = self._wait(self._proc, stopped_by)
+        # As in a container, what the job started ends with it: a child that holds its stderr
+        # gets a moment to finish writing, not the step.
+        self.stderr.join(STREAMS_GRACE_SECONDS)
+        self._stop_job(self._proc)
+        self.stderr.join(STREAMS_GRACE_SECONDS)
         if stopped_by:
             _end_by_signal(stopped_by[0])
+        if self._halted:
+            # Stopped at its time limit: that watchdog hands back and ends the step.
+            time.sleep(HALTED_WAIT_SECONDS)
         return returncode
+
+    def _wait(self, proc: subprocess.Popen[bytes], stopped_by: List[int]) -> int:
+        """The command's exit code; once the step was asked to stop, the job gets
+        STOP_GRACE_SECONDS to end before it is killed (it may ignore the signal)."""
+        kill_at: Optional[float] = None
+        while True:
+            try:
+                return proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                self._learn_where()
+            if stopped_by and kill_at is None:
+                kill_at = time.monotonic() + STOP_GRACE_SECONDS
+            if kill_at is not None and time.monotonic() > kill_at:
+                self._stop_job(proc)
+
+    @staticmethod
+    def _stop_job(proc: subprocess.Popen[bytes]) -> None:
+        """Every process of the job: its command's process group, and whatever it started
+        elsewhere (re-parented here, see become_subreaper)."""
+        stop_tree(os.getpid(), group=proc.pid)
+        if proc.poll() is not None:
+            reap_children()  # the stopped orphans; the command itself was waited for
 
     def _learn_where(self) -> bool:
         """The job's output dir and name, from the callback, once the job has started."""

@@ -17,6 +17,7 @@ from typing import List, Optional, Tuple
 
 from hydra.core.utils import JobStatus
 
+from .._shared._process_tree import end_with_starter
 from .._shared._storage import Storage, open_storage
 from ._handback import HandBack, JobRunner, StepOutcome, start_attempt, stop_at_time_limit
 
@@ -24,6 +25,8 @@ EXECUTION_MODES = ("payload", "command")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # A local step ends with its launcher, and takes what its job started with it.
+    end_with_starter(subreaper=True)
     own_args, command = _split_command(sys.argv[1:] if argv is None else argv)
     args = _parse(own_args)
     storage = open_storage(args.run_root, args.request_timeout)
