@@ -4,11 +4,13 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+import image_env
 import pytest
 from fake_vertex import FakeVertex
 from gcs_emulator import start_emulator
 
 BUCKET = "hydra-staging"
+EXAMPLE_DOCKERFILE = image_env.REPO / "example_app" / "Dockerfile"
 
 
 class Emulator:
@@ -56,3 +58,30 @@ def fake_vertex(gcs_bucket: str, tmp_path_factory: pytest.TempPathFactory) -> It
     fake = FakeVertex(scratch_root=tmp_path_factory.mktemp("vertex"), max_parallel=4).start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture(scope="session")
+def image_python() -> Path:
+    """The Python of an image-like virtualenv: the plugin as installed from this checkout and
+    the apps' dependencies, nothing else (made once, kept across sessions: tests/image_env.py)."""
+    return image_env.image_python()
+
+
+@pytest.fixture(params=["empty", "dockerfile"])
+def image_workdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image's working dir: empty, or what example_app/Dockerfile copies into it."""
+    target = tmp_path_factory.mktemp("image-workdir")
+    if request.param == "empty":
+        return target
+    return image_env.dockerfile_workdir(EXAMPLE_DOCKERFILE, image_env.REPO, target)
+
+
+@pytest.fixture()
+def image_vertex(
+    fake_vertex: FakeVertex, image_python: Path, image_workdir: Path
+) -> Iterator[FakeVertex]:
+    """The fake Vertex whose steps run as in an image: its Python (image_python) from its
+    working dir (image_workdir, both cases), not the launching environment."""
+    fake_vertex.python = str(image_python)
+    fake_vertex.image_dir = image_workdir
+    yield fake_vertex
