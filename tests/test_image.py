@@ -8,7 +8,11 @@ import subprocess
 from pathlib import Path
 from typing import List
 
+import yaml
+from apputil import APPS, read_json
+from fake_vertex import FakeVertex
 from image_env import REPO, dockerfile_workdir
+from vertexutil import sweep_args
 
 EXAMPLE_APP = REPO / "example_app"
 
@@ -53,3 +57,55 @@ def test_the_image_workdir_holds_what_the_example_dockerfile_copies_there(tmp_pa
         if p.is_file() and "__pycache__" not in p.parts
     )
     assert shipped == expected
+
+
+def test_a_sweep_of_the_example_runs_in_the_image(
+    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _launch_dir(tmp_path)
+    sweep = launch / "multirun"
+    proc = _run_example(launch, sweep_args(image_vertex, gcs_bucket, sweep, "lr=0.1,0.3"))
+    assert proc.returncode == 0, proc.stderr
+    for num in ("0", "1"):
+        assert read_json(sweep / num / "vertex_status.json")["state"] == "SUCCEEDED"
+        assert "val_loss" in read_json(sweep / num / "model.json")
+
+
+def test_the_readmes_optuna_example_runs_in_an_image_without_the_optuna_sweeper(
+    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _launch_dir(tmp_path)
+    sweep = launch / "multirun"
+    args = sweep_args(image_vertex, gcs_bucket, sweep)
+    proc = _run_example(launch, ["--config-name", "optuna", *args])
+    assert proc.returncode == 0, proc.stderr
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_value"] < 0.05
+    assert len(list(sweep.glob("*/model.json"))) == 12
+
+
+def _app_launch_dir(tmp_path: Path) -> Path:
+    """A launch dir holding tests/apps/in_image, none of which the image holds."""
+    launch = tmp_path / "launch"
+    shutil.copytree(APPS / "in_image", launch, ignore=shutil.ignore_patterns("__py*"))
+    return launch
+
+
+def _run_in_image_app(
+    fake: FakeVertex, bucket: str, launch: Path, *overrides: str
+) -> subprocess.CompletedProcess[str]:
+    args = sweep_args(fake, bucket, launch / "multirun", "x=1,2", *overrides)
+    return subprocess.run(
+        [shutil.which("python") or "python", "app.py", *args],
+        cwd=launch, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_the_apps_own_configstore_entries_reach_its_jobs(
+    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _app_launch_dir(tmp_path)
+    proc = _run_in_image_app(image_vertex, gcs_bucket, launch)
+    assert proc.returncode == 0, proc.stderr
+    for num in ("0", "1"):
+        assert read_json(launch / "multirun" / num / "seen.json")["app_config_stored"]

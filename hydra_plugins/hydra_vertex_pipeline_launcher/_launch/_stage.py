@@ -19,6 +19,7 @@ from omegaconf._utils import OmegaConfDumper
 
 from .._shared import _layout, _payload
 from .._shared._app_main import MainScript, dumps_by_reference, dumps_by_value, launching_main
+from .._shared._hydra_state import plain_plugin_nodes
 from .._shared._storage import Storage
 from ..config import LauncherConfigError
 from ._command import CommandPlan
@@ -65,6 +66,7 @@ def pack(
     blobs: Dict[str, bytes] = {_layout.SHARED_PAYLOAD: shared}
     job_digests: Dict[int, str] = {}
     for job in jobs:
+        plain_plugin_nodes(job.sweep_config)
         job_parts = {"sweep_config": job.sweep_config, "dir_keys": job.dir_keys}
         payload = _payload.dumps(_both_ways(job_parts, main))
         job_digests[job.num] = sha256(payload)

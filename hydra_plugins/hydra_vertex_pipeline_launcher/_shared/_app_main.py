@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Optional, Tuple
 
 import cloudpickle
+from hydra.core.config_store import ConfigStore
+
+from ._hydra_state import reduce_config_store
 
 STEP_MAIN = "__mp_main__"
 # cloudpickle names every code object it pickles by value so; the real file is kept instead.
@@ -137,9 +140,12 @@ def main_reference(obj: Any) -> Optional[Tuple[str, int]]:
 
 
 class ByValuePickler(cloudpickle.Pickler):
-    """cloudpickle, but code pickled by value keeps its file name, for tracebacks."""
+    """cloudpickle, but code pickled by value keeps its file name, for tracebacks, and Hydra's
+    ConfigStore carries only what a step may use (see _hydra_state)."""
 
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, ConfigStore):
+            return reduce_config_store(obj)
         if isinstance(obj, types.CodeType):
             constructor, args = self.dispatch_table[types.CodeType](obj)
             return constructor, tuple(
