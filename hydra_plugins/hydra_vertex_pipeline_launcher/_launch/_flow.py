@@ -37,7 +37,12 @@ from .._backends._base import (
 from .._backends._choice import make_backend
 from .._shared._layout import RUNS_DIR
 from .._shared._storage import Storage, open_storage
-from ..config import IN_STEP_ENV, LauncherConfigError, VertexPipelineLauncherConf
+from ..config import (
+    IN_STEP_ENV,
+    LauncherConfigError,
+    VertexPipelineLauncherConf,
+    unpinned_image_warning,
+)
 from . import _resume
 from ._collect import LogStreamer, collect, composed_return, job_return
 from ._command import plan as command_plan
@@ -330,6 +335,9 @@ def _log_plan(
     count = f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s")
     log.info(f"Launching {count} as pipeline run {run.run_id} ({settings.backend} backend)")
     log.info(f"Staging to {run.staging_uri}")
+    unpinned = unpinned_image_warning(str(settings.image)) if settings.backend == "vertex" else None
+    if unpinned:
+        log.warning(unpinned)
     for job in jobs:
         log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
 
