@@ -17,7 +17,7 @@ import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, read_write
 
@@ -73,6 +73,8 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     if shared["in_container"]:
         _map_paths_into_container(sweep_config, dir_keys[0])
     HydraConfig.instance().set_config(sweep_config)
+    # As Hydra does in its own process before the sweep: the root logger's level and console.
+    configure_log(sweep_config.hydra.hydra_logging, sweep_config.hydra.verbose)
     output_dir = job_output_dir(sweep_config, dir_keys)
     hand_back.output_dir = output_dir
     hand_back.job_name = str(sweep_config.hydra.job.name)

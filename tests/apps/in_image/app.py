@@ -1,11 +1,16 @@
 """Runs in an image that holds none of its code: reports what its job saw (seen.json).
 
-Its own config is a structured config in Hydra's ConfigStore; it pickles an instance of its
-own class (model.pkl), as `torch.save(model)` would.
+Its own config is a structured config in Hydra's ConfigStore. `pickle_model=true`: the job
+pickles an instance of the script's own class (model.pkl), as `torch.save(model)` would.
+`reexec=true`: the job starts a copy of the app from `sys.argv` with Hydra's `-cp`/`-cn` of its
+saved config, as PyTorch Lightning's DDP launcher does; the copy writes child.json.
 """
 
 import json
+import logging
+import os
 import pickle
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +18,16 @@ from pathlib import Path
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class AppConfig:
     x: int = 1
     pickle_model: bool = False
+    reexec: bool = False
 
 
 ConfigStore.instance().store(name="in_image", node=AppConfig)
@@ -29,14 +38,26 @@ class Model:
         self.size = size
 
 
+def start_copy(output_dir: Path) -> int:
+    command = [sys.executable, sys.argv[0], "-cp", str(output_dir / ".hydra"), "-cn", "config"]
+    overrides = [f"hydra.run.dir={output_dir / 'copy'}", "+copy=true"]
+    return subprocess.run(command + overrides, timeout=120).returncode
+
+
 @hydra.main(version_base=None, config_path=None, config_name="in_image")
-def main(cfg: AppConfig) -> int:
+def main(cfg: DictConfig) -> int:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.get("copy"):
+        (output_dir / "child.json").write_text(json.dumps({"argv": sys.argv, "x": cfg.x}))
+        return cfg.x
+    log.info(f"x={cfg.x} logs as {log.name}")
     if cfg.pickle_model:
         (output_dir / "model.pkl").write_bytes(pickle.dumps(Model(cfg.x)))
     seen = {
         "app_config_stored": ConfigStore.instance().load("in_image.yaml").name == "in_image.yaml",
         "argv": sys.argv,
+        "cwd": os.getcwd(),
+        "copy_exit": start_copy(output_dir) if cfg.reexec else None,
     }
     (output_dir / "seen.json").write_text(json.dumps(seen))
     return cfg.x
