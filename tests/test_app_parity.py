@@ -67,11 +67,12 @@ def test_a_failing_job_names_the_apps_file_and_line_everywhere(tmp_path: Path) -
 def test_without_the_script_in_the_image_the_task_runs_as_pickled_and_says_so(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
-    # Launched as `python own_names.py` from its folder: the steps' fresh working dirs
-    # (the image's) have no own_names.py.
+    # Launched as `python own_names.py` from its folder, its code not shipped: the steps' fresh
+    # working dirs (the image's) have no own_names.py.
     shutil.copy(APPS / "own_names.py", tmp_path / "own_names.py")
     sweep = tmp_path / "m"
     args = ["-m", "+x=1", "+fail=true", "hydra/launcher=vertex_pipeline"]
+    args += ["hydra.launcher.ship_code=false"]
     args += [f"hydra.sweep.dir={sweep}", *vertex_overrides(fake_vertex, gcs_bucket)]
     proc = subprocess.run(
         [sys.executable, "own_names.py", *args], cwd=tmp_path, capture_output=True, text=True

@@ -3,14 +3,18 @@ dependencies only (tests/image_env.py), in a working dir holding only what the i
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import List
 
 import yaml
 from apputil import APPS, read_json
 from fake_vertex import FakeVertex
+from google.cloud import storage
 from image_env import REPO, dockerfile_workdir
 from vertexutil import sweep_args
 
@@ -94,11 +98,15 @@ def _app_launch_dir(tmp_path: Path) -> Path:
 def _run_in_image_app(
     fake: FakeVertex, bucket: str, launch: Path, *overrides: str
 ) -> subprocess.CompletedProcess[str]:
-    args = sweep_args(fake, bucket, launch / "multirun", "x=1,2", *overrides)
+    args = _in_image_args(fake, bucket, launch, *overrides)
     return subprocess.run(
         [shutil.which("python") or "python", "app.py", *args],
         cwd=launch, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def _in_image_args(fake: FakeVertex, bucket: str, launch: Path, *overrides: str) -> List[str]:
+    return sweep_args(fake, bucket, launch / "multirun", "x=1,2", *overrides)
 
 
 def test_the_apps_own_configstore_entries_reach_its_jobs(
@@ -109,3 +117,74 @@ def test_the_apps_own_configstore_entries_reach_its_jobs(
     assert proc.returncode == 0, proc.stderr
     for num in ("0", "1"):
         assert read_json(launch / "multirun" / num / "seen.json")["app_config_stored"]
+
+
+def test_an_app_with_a_helper_module_runs_in_an_image_without_its_code(
+    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _app_launch_dir(tmp_path)
+    overrides = ["pickle_model=true", "reexec=true"]
+    proc = _run_in_image_app(image_vertex, gcs_bucket, launch, *overrides)
+    assert proc.returncode == 0, proc.stderr
+    assert "Shipping the app's code with the run: 2 Python files" in proc.stdout + proc.stderr
+    launched = ["app.py", *_in_image_args(image_vertex, gcs_bucket, launch, *overrides)]
+    for num, x in (("0", 1), ("1", 2)):
+        job_dir = launch / "multirun" / num
+        seen = read_json(job_dir / "seen.json")
+        assert seen["double"] == 2 * x
+        assert seen["argv"] == launched
+        assert seen["copy_exit"] == 0
+        assert b"__main__" in (job_dir / "model.pkl").read_bytes()
+    load = (
+        "import __main__, pickle, sys; from app import Model; __main__.Model = Model; "
+        "print(pickle.loads(open(sys.argv[1], 'rb').read()).size)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", load, "multirun/1/model.pkl"], cwd=launch, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert loaded.stdout.strip() == "2", loaded.stderr
+
+
+def test_without_shipped_code_the_image_is_the_only_source_of_code(
+    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _app_launch_dir(tmp_path)
+    proc = _run_in_image_app(image_vertex, gcs_bucket, launch, "hydra.launcher.ship_code=false")
+    assert proc.returncode != 0
+    assert "No module named 'helpers'" in proc.stderr
+    assert "Shipping the app's code" not in proc.stdout + proc.stderr
+
+
+def test_outputs_data_virtualenvs_and_git_are_never_shipped(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _app_launch_dir(tmp_path)
+    for never in (".git/hooks/x.py", "data/y.py", "venv/lib/z.py", "outputs/d/t/w.py"):
+        (launch / never).parent.mkdir(parents=True, exist_ok=True)
+        (launch / never).write_text("raise RuntimeError('shipped')\n")
+    (launch / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (launch / "pkg").mkdir()
+    (launch / "pkg" / "__init__.py").write_text("")
+    proc = _run_in_image_app(fake_vertex, gcs_bucket, launch)
+    assert proc.returncode == 0, proc.stderr
+    (code,) = [b for b in storage.Client().list_blobs(gcs_bucket) if b.name.endswith("code.zip")]
+    with zipfile.ZipFile(io.BytesIO(code.download_as_bytes())) as archive:
+        shipped = sorted(archive.namelist())
+    assert shipped == ["launch/app.py", "launch/helpers.py", "launch/pkg/__init__.py"]
+
+
+def test_a_tree_too_large_to_ship_stops_the_launch_naming_what_made_it_large(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _app_launch_dir(tmp_path)
+    (launch / "generated").mkdir()
+    with open(launch / "generated" / "tables.py", "w") as f:
+        f.truncate(51 * 2**20)
+    proc = _run_in_image_app(fake_vertex, gcs_bucket, launch)
+    assert proc.returncode != 0
+    assert "too large to ship" in proc.stderr
+    assert f"{launch / 'generated'} (51.0 MiB)" in proc.stderr
+    assert "hydra.launcher.ship_code=false" in proc.stderr
+    assert not fake_vertex.jobs
+    assert list(storage.Client().list_blobs(gcs_bucket)) == []

@@ -121,6 +121,10 @@ class VertexPipelineLauncherConf:
     # "payload": each step runs the task function as pickled here; "command": each step runs
     # the app's own entrypoint in the image with the job's overrides (see `command`).
     execution: str = "payload"
+    # Payload mode on Vertex: the Python files of the app's own folders (its script's, the
+    # launch dir on its path, PYTHONPATH's) travel with the run, first on each step's path;
+    # False: the image is the only source of the app's code.
+    ship_code: bool = True
     # The app's entrypoint for execution=command, run in the image's working dir, e.g.
     # ["python", "train.py"]; None: the way this app was started (script or -m module).
     command: Optional[List[str]] = None

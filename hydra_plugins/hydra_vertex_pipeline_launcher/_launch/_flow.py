@@ -143,7 +143,10 @@ def _run_pipeline(
             plan = command_plan(settings, jobs, in_container, request.task_function)
             staged = stage_readable(jobs, plan)
         else:
-            staged = pack(jobs, request.task_function, request.hydra_context, in_container)
+            ship_code = in_container and settings.ship_code
+            staged = pack(
+                jobs, request.task_function, request.hydra_context, in_container, ship_code
+            )
         with tempfile.TemporaryDirectory() as scratch:
             compiled = Path(scratch) / run.spec_path.name
             task_jobs = build_pipeline(

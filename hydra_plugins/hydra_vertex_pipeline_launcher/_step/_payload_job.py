@@ -4,6 +4,7 @@ through Hydra's run_job, with Hydra's state restored."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import os
@@ -22,6 +23,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from .._shared import _layout, _payload
+from .._shared._app_code import AppCode
+from .._shared._app_code import unpack as unpack_code
 from .._shared._app_main import MainScript, import_main
 from .._shared._faults import JobExited, log_failure
 from .._shared._job_dirs import DirKeys, job_output_dir
@@ -63,7 +66,7 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     _check_python(args.python)
     shared = _load_checked(storage, _layout.SHARED_PAYLOAD, args.shared_digest)
     job = _load_checked(storage, _layout.job_payload(args.job), args.job_digest)
-    main_problem = _restore_main(shared["main"])
+    main_problem = _restore_main(_with_shipped_code(storage, shared))
     parts, shared_problem = _unpack(shared, main_problem)
     job_parts, job_problem = _unpack(job, main_problem)
     sweep_config: DictConfig = job_parts["sweep_config"]
@@ -103,6 +106,16 @@ def _restore_singletons(state: Dict[str, Any]) -> None:
     if scanned is not None:
         state["instances"][Plugins] = scanned
     Singleton.set_state(state)
+
+
+def _with_shipped_code(storage: Storage, shared: Dict[str, Any]) -> Optional[MainScript]:
+    """Puts the app's shipped code in place; the app's main, as found among it if it is."""
+    main: Optional[MainScript] = shared["main"]
+    code: Optional[AppCode] = shared.get("code")
+    main_file = unpack_code(storage, code) if code is not None else None
+    if main is not None and main_file is not None:
+        return dataclasses.replace(main, path=str(main_file))
+    return main
 
 
 def _restore_main(main: Optional[MainScript]) -> Optional[str]:

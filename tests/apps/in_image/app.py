@@ -1,5 +1,6 @@
 """Runs in an image that holds none of its code: reports what its job saw (seen.json).
 
+It imports a module next to it (helpers.py).
 Its own config is a structured config in Hydra's ConfigStore. `pickle_model=true`: the job
 pickles an instance of the script's own class (model.pkl), as `torch.save(model)` would.
 `reexec=true`: the job starts a copy of the app from `sys.argv` with Hydra's `-cp`/`-cn` of its
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
+from helpers import double
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -56,6 +58,7 @@ def main(cfg: DictConfig) -> int:
     seen = {
         "app_config_stored": ConfigStore.instance().load("in_image.yaml").name == "in_image.yaml",
         "argv": sys.argv,
+        "double": double(cfg.x),
         "cwd": os.getcwd(),
         "copy_exit": start_copy(output_dir) if cfg.reexec else None,
     }
