@@ -11,12 +11,13 @@ import zipfile
 from pathlib import Path
 from typing import List
 
+import pytest
 import yaml
 from apputil import APPS, read_json
 from fake_vertex import FakeVertex
 from google.cloud import storage
 from image_env import REPO, dockerfile_workdir
-from vertexutil import sweep_args
+from vertexutil import only_job, sweep_args
 
 EXAMPLE_APP = REPO / "example_app"
 
@@ -188,3 +189,39 @@ def test_a_tree_too_large_to_ship_stops_the_launch_naming_what_made_it_large(
     assert "hydra.launcher.ship_code=false" in proc.stderr
     assert not fake_vertex.jobs
     assert list(storage.Client().list_blobs(gcs_bucket)) == []
+
+
+@pytest.mark.parametrize("image_workdir", ["dockerfile"], indirect=True)
+def test_command_mode_runs_the_example_as_baked_into_the_image(
+    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _launch_dir(tmp_path)
+    sweep = launch / "multirun"
+    command = ["hydra.launcher.execution=command", "lr=0.1,0.3"]
+    proc = _run_example(launch, sweep_args(image_vertex, gcs_bucket, sweep, *command))
+    assert proc.returncode == 0, proc.stderr
+    for num in ("0", "1"):
+        assert read_json(sweep / num / "vertex_status.json")["state"] == "SUCCEEDED"
+        assert "val_loss" in read_json(sweep / num / "model.json")
+
+
+def test_shipped_code_that_differs_from_what_was_staged_is_refused(
+    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _app_launch_dir(tmp_path)
+    image_vertex.hold_tasks()
+    launcher = subprocess.Popen(
+        [sys.executable, "app.py", *_in_image_args(image_vertex, gcs_bucket, launch)],
+        cwd=launch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        only_job(image_vertex)
+        (code,) = [b for b in storage.Client().list_blobs(gcs_bucket) if b.name.endswith(".zip")]
+        code.upload_from_string(b"PK\x05\x06" + bytes(18))  # an empty zip, not the app's
+        image_vertex.release_tasks()
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode != 0
+    assert "code.zip has digest" in output and "refusing it" in output
+    assert not (launch / "multirun" / "0" / "seen.json").exists()
