@@ -225,3 +225,30 @@ def test_shipped_code_that_differs_from_what_was_staged_is_refused(
     assert launcher.returncode != 0
     assert "code.zip has digest" in output and "refusing it" in output
     assert not (launch / "multirun" / "0" / "seen.json").exists()
+
+
+def test_files_a_job_leaves_in_the_container_are_named_in_its_log_and_the_terminal(
+    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _app_launch_dir(tmp_path)
+    proc = _run_in_image_app(image_vertex, gcs_bucket, launch, "stray=true")
+    assert proc.returncode == 0, proc.stderr
+    for num, x in (("0", 1), ("1", 2)):
+        said = "wrote 1 file(s) in the container's working dir"
+        job_log = (launch / "multirun" / num / "app.log").read_text()
+        assert said in job_log and f"outside its output dir: score-{x}.json." in job_log
+        assert f"job #{num}: this job {said}" in proc.stdout + proc.stderr
+    assert "HydraConfig.get().runtime.output_dir" in job_log
+
+
+def test_on_the_local_backend_files_outside_the_output_dir_land_in_the_launch_dir(
+    tmp_path: Path,
+) -> None:
+    launch = _app_launch_dir(tmp_path)
+    args = ["-m", "x=1,2", "stray=true", "hydra/launcher=vertex_pipeline_local"]
+    proc = subprocess.run(
+        [sys.executable, "app.py", *args], cwd=launch, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(launch / "score-2.json") == {"x": 2}
+    assert "container" not in proc.stdout + proc.stderr

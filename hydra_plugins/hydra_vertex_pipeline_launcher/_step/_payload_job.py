@@ -30,6 +30,7 @@ from .._shared._faults import JobExited, log_failure
 from .._shared._job_dirs import DirKeys, job_output_dir
 from .._shared._storage import Storage
 from ._handback import HandBack, StepOutcome, same_dir, streaming_log
+from ._stray_files import snapshot, stray_warning
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,14 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     if problem:
         task_function = _warning_first(task_function, problem)
     live_log = _layout.job_live_log(args.job)
+    working_dir = Path(os.getcwd())
+    watched = snapshot(working_dir, output_dir) if shared["in_container"] else None
     with streaming_log(storage, hand_back, live_log, args.log_upload_interval):
         job_return = _run(parts["hydra_context"], task_function, sweep_config, dir_keys)
         trace = log_failure(job_return)
+        stray = stray_warning(watched, working_dir, output_dir)
+        if stray:  # into the job's log, which Hydra's job logging still writes
+            logging.getLogger(hand_back.job_name).warning(stray)
     if trace and problem:  # likely why it failed (`__main__.X` not found): say it in the terminal
         trace += f"\n{problem}"
     return StepOutcome(
@@ -96,6 +102,7 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
         return_value=job_return._return_value,
         traceback=trace,
         ran_in_output_dir=same_dir(job_return.working_dir, output_dir),
+        warnings=(stray,) if stray else (),
     )
 
 

@@ -5,6 +5,7 @@ Its own config is a structured config in Hydra's ConfigStore. `pickle_model=true
 pickles an instance of the script's own class (model.pkl), as `torch.save(model)` would.
 `reexec=true`: the job starts a copy of the app from `sys.argv` with Hydra's `-cp`/`-cn` of its
 saved config, as PyTorch Lightning's DDP launcher does; the copy writes child.json.
+`stray=true`: the job writes score-<x>.json in its working dir, outside its output dir.
 """
 
 import json
@@ -30,6 +31,7 @@ class AppConfig:
     x: int = 1
     pickle_model: bool = False
     reexec: bool = False
+    stray: bool = False
 
 
 ConfigStore.instance().store(name="in_image", node=AppConfig)
@@ -53,6 +55,8 @@ def main(cfg: DictConfig) -> int:
         (output_dir / "child.json").write_text(json.dumps({"argv": sys.argv, "x": cfg.x}))
         return cfg.x
     log.info(f"x={cfg.x} logs as {log.name}")
+    if cfg.stray:  # outside its output dir: in the working dir, as Hydra's chdir=false has it
+        Path(f"score-{cfg.x}.json").write_text(json.dumps({"x": cfg.x}))
     if cfg.pickle_model:
         (output_dir / "model.pkl").write_bytes(pickle.dumps(Model(cfg.x)))
     seen = {
