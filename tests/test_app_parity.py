@@ -129,6 +129,7 @@ def test_a_step_hands_back_its_outcome_not_its_configs(tmp_path: Path) -> None:
         "attempt": 1,
         "ran_in_output_dir": False,
         "upload_error": None,
+        "warnings": [],
     }
     assert result["status"].name == "COMPLETED"
     # Kept in the job dir too: resume rebuilds the JobReturn from it.

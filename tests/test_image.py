@@ -64,12 +64,19 @@ def test_the_image_workdir_holds_what_the_example_dockerfile_copies_there(tmp_pa
     assert shipped == expected
 
 
+@pytest.mark.parametrize(
+    ("execution", "image_workdir"),
+    [("payload", "empty"), ("payload", "dockerfile"), ("command", "dockerfile")],
+    indirect=["image_workdir"],
+)
 def test_a_sweep_of_the_example_runs_in_the_image(
-    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path, execution: str
 ) -> None:
+    """Command mode runs the app as baked into the image: only an image that holds it."""
     launch = _launch_dir(tmp_path)
     sweep = launch / "multirun"
-    proc = _run_example(launch, sweep_args(image_vertex, gcs_bucket, sweep, "lr=0.1,0.3"))
+    overrides = [f"hydra.launcher.execution={execution}", "lr=0.1,0.3"]
+    proc = _run_example(launch, sweep_args(image_vertex, gcs_bucket, sweep, *overrides))
     assert proc.returncode == 0, proc.stderr
     for num in ("0", "1"):
         assert read_json(sweep / num / "vertex_status.json")["state"] == "SUCCEEDED"
@@ -189,20 +196,6 @@ def test_a_tree_too_large_to_ship_stops_the_launch_naming_what_made_it_large(
     assert "hydra.launcher.ship_code=false" in proc.stderr
     assert not fake_vertex.jobs
     assert list(storage.Client().list_blobs(gcs_bucket)) == []
-
-
-@pytest.mark.parametrize("image_workdir", ["dockerfile"], indirect=True)
-def test_command_mode_runs_the_example_as_baked_into_the_image(
-    image_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
-) -> None:
-    launch = _launch_dir(tmp_path)
-    sweep = launch / "multirun"
-    command = ["hydra.launcher.execution=command", "lr=0.1,0.3"]
-    proc = _run_example(launch, sweep_args(image_vertex, gcs_bucket, sweep, *command))
-    assert proc.returncode == 0, proc.stderr
-    for num in ("0", "1"):
-        assert read_json(sweep / num / "vertex_status.json")["state"] == "SUCCEEDED"
-        assert "val_loss" in read_json(sweep / num / "model.json")
 
 
 def test_shipped_code_that_differs_from_what_was_staged_is_refused(
