@@ -192,7 +192,7 @@ def test_a_tree_too_large_to_ship_stops_the_launch_naming_what_made_it_large(
     proc = _run_in_image_app(fake_vertex, gcs_bucket, launch)
     assert proc.returncode != 0
     assert "too large to ship" in proc.stderr
-    assert f"{launch / 'generated'} (51.0 MiB)" in proc.stderr
+    assert f"{launch / 'generated'} (1 files, 51.0 MiB)" in proc.stderr
     assert "hydra.launcher.ship_code=false" in proc.stderr
     assert not fake_vertex.jobs
     assert list(storage.Client().list_blobs(gcs_bucket)) == []

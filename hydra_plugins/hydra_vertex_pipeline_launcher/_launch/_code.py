@@ -52,6 +52,8 @@ def gather(launch_dir: Path, main: Optional[MainScript]) -> Optional[Tuple[AppCo
             files.setdefault(name, path)
             if main_file is not None and path == main_file:
                 main_script = name
+            if len(files) > MAX_FILES:
+                _check_size(files)  # no need to walk the rest of a tree that is too large
     if not files:
         return None
     _check_size(files)
@@ -122,13 +124,19 @@ def _check_size(files: Dict[str, Path]) -> None:
     if total <= MAX_BYTES and len(sizes) <= MAX_FILES:
         return
     by_folder: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
     for name, size in sizes.items():
         by_folder[str(files[name].parent)] += size
-    largest = ", ".join(f"{folder} ({_size(size)})" for folder, size in by_folder.most_common(5))
+        counts[str(files[name].parent)] += 1
+    ranked = by_folder if total > MAX_BYTES else counts
+    largest = ", ".join(
+        f"{folder} ({counts[folder]} files, {_size(by_folder[folder])})"
+        for folder, _ in ranked.most_common(5)
+    )
     raise AppCodeTooLarge(
-        f"The app's own code is too large to ship with the run: {len(sizes)} Python files, "
-        f"{_size(total)} (at most {MAX_FILES} files, {_size(MAX_BYTES)}). Largest folders: "
-        f"{largest}. Launch from the app's own folder, narrow PYTHONPATH, or set "
+        f"The app's own code is too large to ship with the run: {len(sizes)} Python files "
+        f"or more, {_size(total)} (at most {MAX_FILES} files, {_size(MAX_BYTES)}). Largest "
+        f"folders: {largest}. Launch from the app's own folder, narrow PYTHONPATH, or set "
         "hydra.launcher.ship_code=false to run the code baked into the image. Nothing was "
         "uploaded."
     )
