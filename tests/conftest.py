@@ -5,11 +5,15 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+import image_env
 import pytest
 from fake_vertex import FakeVertex
 from gcs_emulator import start_emulator
 
 BUCKET = "hydra-staging"
+EXAMPLE_DOCKERFILE = image_env.REPO / "example_app" / "Dockerfile"
+# Set (to anything): the fake Vertex of every test runs its steps with the image-like Python.
+STEPS_IN_IMAGE = "HVPL_TEST_STEPS_IN_IMAGE"
 # The one skip CI accepts, and only in an environment without the [customjob] extra.
 CUSTOMJOB_SKIP = "needs the [customjob] extra"
 
@@ -82,5 +86,34 @@ def root_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def fake_vertex(gcs_bucket: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeVertex]:
     """A fake Vertex PipelineService whose steps reach the GCS emulator; a fresh bucket too."""
     fake = FakeVertex(scratch_root=tmp_path_factory.mktemp("vertex"), max_parallel=4).start()
+    if os.environ.get(STEPS_IN_IMAGE):  # every Vertex test's steps in the image-like env
+        fake.python = str(image_env.image_python())
     yield fake
     fake.stop()
+
+
+@pytest.fixture(scope="session")
+def image_python() -> Path:
+    """The Python of an image-like virtualenv: the plugin as installed from this checkout and
+    the apps' dependencies, nothing else (made once, kept across sessions: tests/image_env.py)."""
+    return image_env.image_python()
+
+
+@pytest.fixture(params=["empty", "dockerfile"])
+def image_workdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image's working dir: empty, or what example_app/Dockerfile copies into it."""
+    target = tmp_path_factory.mktemp("image-workdir")
+    if request.param == "empty":
+        return target
+    return image_env.dockerfile_workdir(EXAMPLE_DOCKERFILE, image_env.REPO, target)
+
+
+@pytest.fixture()
+def image_vertex(
+    fake_vertex: FakeVertex, image_python: Path, image_workdir: Path
+) -> Iterator[FakeVertex]:
+    """The fake Vertex whose steps run as in an image: its Python (image_python) from its
+    working dir (image_workdir, both cases), not the launching environment."""
+    fake_vertex.python = str(image_python)
+    fake_vertex.image_dir = image_workdir
+    yield fake_vertex

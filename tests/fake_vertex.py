@@ -3,7 +3,9 @@
 It serves ``create``/``get``/``cancel`` of ``pipelineJobs`` on 127.0.0.1 so that the
 real ``google.cloud.aiplatform_v1.PipelineServiceClient(transport="rest")`` can talk to
 it, and runs each container task of the submitted KFP v2 IR as a local subprocess (the
-image is ignored; ``python``/``python3`` becomes ``sys.executable``).
+image is ignored; ``python``/``python3`` becomes ``sys.executable``, or the interpreter given as
+``python``, which stands for the image's: the step then runs without the launching
+environment's PYTHONPATH and virtualenv variables).
 
 It deliberately depends only on the standard library so it can judge the product code
 without sharing any of its assumptions.
@@ -299,13 +301,14 @@ def _argv_and_env(
     container: Mapping[str, Any],
     params: Mapping[str, str],
     artifacts: Optional[Mapping[tuple[str, str], str]] = None,
+    python: str = sys.executable,
 ) -> tuple[list[str], dict[str, str]]:
     argv = [
         _render(str(a), params, artifacts)
         for a in container.get("command", []) + container.get("args", [])
     ]
     if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable  # the image is ignored; run with the test's interpreter
+        argv[0] = python  # the image's interpreter: the test's own, unless given
     env = {e["name"]: _render(str(e.get("value", "")), params) for e in container.get("env", [])}
     return argv, env
 
@@ -471,10 +474,14 @@ class FakeVertex:
         env: Optional[Mapping[str, str]] = None,
         max_parallel: int = 4,
         image_dir: Path | str | None = None,
+        python: Path | str | None = None,
     ) -> None:
         self.scratch_root = Path(scratch_root)
         # The image's working dir: its files are in every task's working dir as it starts.
         self.image_dir = Path(image_dir) if image_dir is not None else None
+        # The image's Python: steps' `python` runs it, without the launcher's PYTHONPATH or
+        # virtualenv variables. None: the test's own interpreter and environment.
+        self.python = str(python) if python is not None else None
         self.env = dict(env or {})
         self.max_parallel = max(1, max_parallel)
         self.requests: collections.Counter[str] = collections.Counter()
@@ -771,7 +778,8 @@ class FakeVertex:
             except ValueError as exc:
                 custom_job_error, container = str(exc), {}
         artifacts = _artifact_paths(spec, key, task, job_dir / ARTIFACTS_DIR)
-        argv, env = _argv_and_env(container, _parameter_values(task, spec), artifacts)
+        python = self.python or sys.executable
+        argv, env = _argv_and_env(container, _parameter_values(task, spec), artifacts, python)
         dag_keys = spec.get("root", {}).get("dag", {}).get("tasks", {})
         upstream, all_upstream_completed = _trigger(key, task, dag_keys)
         return TaskRun(
@@ -876,7 +884,7 @@ class FakeVertex:
             shutil.copytree(self.image_dir, task.workdir)
         else:
             task.workdir.mkdir(parents=True)
-        env = {**os.environ, **self.env, **task.env}
+        env = {**self._base_env(), **self.env, **task.env}
         with open(task.log_path, "ab") as log:
             try:
                 proc = subprocess.Popen(
@@ -899,6 +907,12 @@ class FakeVertex:
             self._kill_locked(task)
         self._touch(job)
         return proc
+
+    def _base_env(self) -> dict[str, str]:
+        if self.python is None:
+            return dict(os.environ)
+        left_out = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PYTHONUSERBASE")
+        return {key: value for key, value in os.environ.items() if key not in left_out}
 
     def _after_attempt(self, job: JobRecord, task: TaskRun, rc: int) -> bool:
         """Record an attempt's outcome; True if the task should run again."""

@@ -67,11 +67,12 @@ def test_a_failing_job_names_the_apps_file_and_line_everywhere(tmp_path: Path) -
 def test_without_the_script_in_the_image_the_task_runs_as_pickled_and_says_so(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
-    # Launched as `python own_names.py` from its folder: the steps' fresh working dirs
-    # (the image's) have no own_names.py.
+    # Launched as `python own_names.py` from its folder, its code not shipped: the steps' fresh
+    # working dirs (the image's) have no own_names.py.
     shutil.copy(APPS / "own_names.py", tmp_path / "own_names.py")
     sweep = tmp_path / "m"
     args = ["-m", "+x=1", "+fail=true", "hydra/launcher=vertex_pipeline"]
+    args += ["hydra.launcher.ship_code=false"]
     args += [f"hydra.sweep.dir={sweep}", *vertex_overrides(fake_vertex, gcs_bucket)]
     proc = subprocess.run(
         [sys.executable, "own_names.py", *args], cwd=tmp_path, capture_output=True, text=True
@@ -128,6 +129,7 @@ def test_a_step_hands_back_its_outcome_not_its_configs(tmp_path: Path) -> None:
         "attempt": 1,
         "ran_in_output_dir": False,
         "upload_error": None,
+        "warnings": [],
     }
     assert result["status"].name == "COMPLETED"
     # Kept in the job dir too: resume rebuilds the JobReturn from it.
@@ -205,3 +207,46 @@ def test_the_apps_own_logger_is_named_as_with_basic(tmp_path: Path) -> None:
         args = ["-m", "+x=1", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"]
         assert run_app("flaky.py", args, tmp_path).returncode == 0
         assert "[__main__][INFO] - job with x=1 starts" in (sweep / "0" / "flaky.log").read_text()
+
+
+def _in_image_app(tmp_path: Path, *overrides: str) -> Path:
+    """apps/in_image/app.py swept over x=1,2 on the local backend from a copy of its folder;
+    the sweep dir."""
+    launch = tmp_path / "launch"
+    shutil.copytree(APPS / "in_image", launch, ignore=shutil.ignore_patterns("__py*"))
+    args = ["app.py", "-m", "x=1,2", LOCAL, "hydra.sweep.dir=m", *overrides]
+    proc = subprocess.run([sys.executable, *args], cwd=launch, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return launch / "m"
+
+
+def test_a_job_sees_the_apps_argv_and_can_start_a_copy_of_itself(tmp_path: Path) -> None:
+    sweep = _in_image_app(tmp_path, "reexec=true")
+    for num, x in (("0", 1), ("1", 2)):
+        seen = read_json(sweep / num / "seen.json")
+        assert seen["argv"] == ["app.py", "-m", "x=1,2", LOCAL, "hydra.sweep.dir=m", "reexec=true"]
+        assert seen["copy_exit"] == 0
+        copy = read_json(sweep / num / "copy" / "child.json")
+        assert copy["x"] == x and copy["argv"][:1] == ["app.py"]
+
+
+def test_a_class_of_the_script_pickled_by_a_job_loads_in_a_plain_interpreter(
+    tmp_path: Path,
+) -> None:
+    sweep = _in_image_app(tmp_path, "pickle_model=true")
+    model = sweep / "1" / "model.pkl"
+    assert b"__mp_main__" not in model.read_bytes()
+    load = (
+        "import __main__, pickle, sys; from app import Model; __main__.Model = Model; "
+        "print(pickle.loads(open(sys.argv[1], 'rb').read()).size)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", load, str(model)], cwd=sweep.parent, capture_output=True, text=True
+    )
+    assert loaded.stdout.strip() == "2", loaded.stderr
+
+
+def test_hydra_logging_applies_in_a_step_as_in_hydras_own_process(tmp_path: Path) -> None:
+    sweep = _in_image_app(tmp_path, "hydra/job_logging=none")
+    (step_log,) = sweep.glob("vertex_pipeline/*/steps/hydra-job-1.log")
+    assert "[HYDRA] x=2 logs as __main__" in step_log.read_text()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import List
 
 import pytest
 from apputil import run_app
+from fake_vertex import FakeVertex
+from google.cloud import storage
+from vertexutil import sweep_args
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 
@@ -84,3 +88,46 @@ def test_custom_job_settings_that_cannot_hold_together_are_refused(
     tmp_path: Path, settings: List[str], said: str
 ) -> None:
     assert said in _refused(tmp_path, settings)
+
+
+def _with_image(
+    fake: FakeVertex, bucket: str, sweep: Path, image: str
+) -> subprocess.CompletedProcess[str]:
+    """flaky.py on the fake Vertex with the given hydra.launcher.image."""
+    args = [a for a in sweep_args(fake, bucket, sweep, "+x=1") if "launcher.image=" not in a]
+    return run_app("flaky.py", [*args, f"hydra.launcher.image={image}"], sweep.parent)
+
+
+@pytest.mark.parametrize("image", ["'Not An Image'", "europe-docker.pkg.dev/p/repo/Train:1"])
+def test_an_image_reference_that_cannot_be_one_is_refused_before_anything_is_uploaded(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path, image: str
+) -> None:
+    sweep = tmp_path / "multirun"
+    proc = _with_image(fake_vertex, gcs_bucket, sweep, image)
+    assert proc.returncode != 0
+    assert f"hydra.launcher.image={image.strip(chr(39))!r} cannot be a container image" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+    assert not fake_vertex.jobs and not sweep.exists()
+    assert list(storage.Client().list_blobs(gcs_bucket)) == []
+
+
+@pytest.mark.parametrize("tag", ["", ":latest"])
+def test_an_image_without_tag_or_digest_runs_with_a_warning(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path, tag: str
+) -> None:
+    image = f"europe-docker.pkg.dev/p/repo/train{tag}"
+    proc = _with_image(fake_vertex, gcs_bucket, tmp_path / "m", image)
+    assert proc.returncode == 0, proc.stderr
+    assert f"hydra.launcher.image={image} has no tag or digest" in proc.stdout + proc.stderr
+    assert "not reproducible" in proc.stdout + proc.stderr
+
+
+def test_a_pinned_image_gets_no_warning(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    digest = "europe-docker.pkg.dev/p/repo/train@sha256:" + "0" * 64
+    proc = _with_image(fake_vertex, gcs_bucket, tmp_path / "m", digest)
+    assert proc.returncode == 0, proc.stderr
+    assert "not reproducible" not in proc.stdout + proc.stderr

@@ -5,6 +5,7 @@ light."""
 
 import copy
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -36,6 +37,15 @@ CUSTOM_JOB_SETTINGS = {
     "max_wait_duration": None,
     "restart_job_on_worker_restart": False,
 }
+# A container image reference, as Docker's distribution/reference grammar reads one:
+# [host[:port]/]path[:tag][@digest], path components lowercase.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+IMAGE_REFERENCE = re.compile(
+    rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::(?P<tag>\w[\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?"
+)
 # What a run without -m does: become a one-step pipeline run, or run in this process as usual.
 SINGLE_RUN_MODES = ("pipeline", "in_process")
 # How a step runs its job: the cloudpickled task function, or the app's own command in the image.
@@ -111,6 +121,10 @@ class VertexPipelineLauncherConf:
     # "payload": each step runs the task function as pickled here; "command": each step runs
     # the app's own entrypoint in the image with the job's overrides (see `command`).
     execution: str = "payload"
+    # Payload mode on Vertex: the Python files of the app's own folders (its script's, the
+    # launch dir on its path, PYTHONPATH's) travel with the run, first on each step's path;
+    # False: the image is the only source of the app's code.
+    ship_code: bool = True
     # The app's entrypoint for execution=command, run in the image's working dir, e.g.
     # ["python", "train.py"]; None: the way this app was started (script or -m module).
     command: Optional[List[str]] = None
@@ -153,7 +167,29 @@ def _check_modes(conf: VertexPipelineLauncherConf) -> None:
     if conf.backend == "vertex":
         _require(conf.project, "project", "the Google Cloud project id, e.g. my-proj")
         _require(conf.image, "image", "the container image that has your app and this plugin")
+        _check_image(str(conf.image))
         _require(conf.staging_root, "staging_root", "a Cloud Storage prefix, gs://my-bucket/hydra")
+
+
+def _check_image(image: str) -> None:
+    if not IMAGE_REFERENCE.fullmatch(image) or len(image.partition("@")[0]) > 255:
+        raise LauncherConfigError(
+            f"hydra.launcher.image={image!r} cannot be a container image reference: use "
+            "[host/]path[:tag][@digest] with a lowercase path, e.g. "
+            "europe-docker.pkg.dev/my-proj/repo/train:1."
+        )
+
+
+def unpinned_image_warning(image: str) -> Optional[str]:
+    """What to say about an image reference that may name another image in a later run."""
+    found = IMAGE_REFERENCE.fullmatch(image)
+    if found is None or found["digest"] or found["tag"] not in (None, "latest"):
+        return None
+    return (
+        f"hydra.launcher.image={image} has no tag or digest, or is :latest: the image may "
+        "change between runs, so this run is not reproducible. Pin it with a version tag "
+        "(train:1) or a digest (train@sha256:...)."
+    )
 
 
 def _check_command(conf: VertexPipelineLauncherConf) -> None:

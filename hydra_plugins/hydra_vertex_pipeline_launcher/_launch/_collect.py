@@ -95,6 +95,7 @@ def collect(
         return Collected(Outcome(state, f"{message} ({run_hint})"), None)
     if result["upload_error"]:
         problems.append(result["upload_error"])
+    problems += result.get("warnings") or []
     if problems:
         log.warning(f"job #{job.num}: " + "; ".join(problems))
     if result["status"] is JobStatus.COMPLETED:

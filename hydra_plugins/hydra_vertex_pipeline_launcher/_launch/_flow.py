@@ -38,7 +38,12 @@ from .._backends._choice import make_backend
 from .._shared._layout import RUNS_DIR
 from .._shared._process_tree import process_identity
 from .._shared._storage import Storage, open_storage
-from ..config import IN_STEP_ENV, LauncherConfigError, VertexPipelineLauncherConf
+from ..config import (
+    IN_STEP_ENV,
+    LauncherConfigError,
+    VertexPipelineLauncherConf,
+    unpinned_image_warning,
+)
 from . import _resume
 from ._collect import LogStreamer, collect, composed_return, job_return
 from ._command import plan as command_plan
@@ -139,7 +144,10 @@ def _run_pipeline(
             plan = command_plan(settings, jobs, in_container, request.task_function)
             staged = stage_readable(jobs, plan)
         else:
-            staged = pack(jobs, request.task_function, request.hydra_context, in_container)
+            ship_code = in_container and settings.ship_code
+            staged = pack(
+                jobs, request.task_function, request.hydra_context, in_container, ship_code
+            )
         with tempfile.TemporaryDirectory() as scratch:
             compiled = Path(scratch) / run.spec_path.name
             task_jobs = build_pipeline(
@@ -335,6 +343,9 @@ def _log_plan(
     count = f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s")
     log.info(f"Launching {count} as pipeline run {run.run_id} ({settings.backend} backend)")
     log.info(f"Staging to {run.staging_uri}")
+    unpinned = unpinned_image_warning(str(settings.image)) if settings.backend == "vertex" else None
+    if unpinned:
+        log.warning(unpinned)
     for job in jobs:
         log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
 

@@ -179,7 +179,7 @@ def _settings(
         _refuse_step_settings(settings)
     conf = dataclasses.replace(settings, backend=backend or settings.backend)
     # Each component names its own image: the launcher's is neither needed nor used.
-    validate(dataclasses.replace(conf, image=conf.image or "(each component's own)"))
+    validate(dataclasses.replace(conf, image=conf.image or "each-components-own"))
     return conf
 
 

@@ -8,6 +8,7 @@ import types
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import yaml
@@ -19,8 +20,10 @@ from omegaconf._utils import OmegaConfDumper
 
 from .._shared import _layout, _payload
 from .._shared._app_main import MainScript, dumps_by_reference, dumps_by_value, launching_main
+from .._shared._hydra_state import plain_plugin_nodes
 from .._shared._storage import Storage
 from ..config import LauncherConfigError
+from ._code import gather
 from ._command import CommandPlan
 from ._compose import ComposedJob
 
@@ -46,6 +49,7 @@ def pack(
     task_function: TaskFunction,
     hydra_context: HydraContext,
     in_container: bool,
+    ship_code: bool = False,
 ) -> StagedRun:
     """What every job shares is pickled once per run; per job only its sweep config.
 
@@ -54,17 +58,22 @@ def pack(
     that does not (an image without the script).
     """
     main = launching_main(os.getcwd())  # the launch dir, where local steps run too
+    gathered = gather(Path(os.path.realpath(os.getcwd())), main) if ship_code else None
     shared_parts = {
         "task_function": task_function,
         "hydra_context": hydra_context,
         "singleton_state": Singleton.get_state(),
     }
+    code = gathered[0] if gathered else None
     shared = _payload.dumps(
-        {"main": main, "in_container": in_container, **_both_ways(shared_parts, main)}
+        {"main": main, "in_container": in_container, "code": code, **_both_ways(shared_parts, main)}
     )
     blobs: Dict[str, bytes] = {_layout.SHARED_PAYLOAD: shared}
+    if gathered:
+        blobs[_layout.APP_CODE] = gathered[1]
     job_digests: Dict[int, str] = {}
     for job in jobs:
+        plain_plugin_nodes(job.sweep_config)
         job_parts = {"sweep_config": job.sweep_config, "dir_keys": job.dir_keys}
         payload = _payload.dumps(_both_ways(job_parts, main))
         job_digests[job.num] = sha256(payload)

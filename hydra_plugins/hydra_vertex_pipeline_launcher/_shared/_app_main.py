@@ -1,28 +1,33 @@
-"""The app's `__main__`, in the launcher and in the step, as multiprocessing's spawn does it.
+"""The app's `__main__`, in the launcher and in the step, as Hydra's basic launcher has it.
 
-The launcher names the app's main script (or `-m` module) and pickles the app's own classes and
-functions as references to `__main__`. The step runs that script as `__mp_main__` (so its
-`if __name__ == "__main__"` block stays put) and makes it `__main__`: `__main__.Model`, pickle
-and tracebacks then work as they do in-process. What the step pickles back names
-`__mp_main__`, which the launcher reads as its own `__main__`.
+The launcher names the app's main script (or `-m` module) and the argv it was launched with,
+and pickles the app's own classes and functions as references to `__main__`. The step runs
+that script as `__main__`, its top-level `if __name__ == "__main__":` blocks left out (as
+multiprocessing's spawn leaves them out, but the names stay `__main__`): `__main__.Model`,
+pickles the job writes, loggers and tracebacks then work as they do in-process, and the job
+sees the app's own `sys.argv`.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import io
-import logging
 import os
 import pickle
 import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Optional, Tuple
+from typing import Any, BinaryIO, List, Optional, Tuple
 
 import cloudpickle
+from hydra.core.config_store import ConfigStore
 
+from ._hydra_state import reduce_config_store
+
+# The name multiprocessing's spawn gives a main it re-runs; steps of older versions used it.
 STEP_MAIN = "__mp_main__"
 # cloudpickle names every code object it pickles by value so; the real file is kept instead.
 CLOUDPICKLE_FILENAME = "<dynamic-code>"
@@ -38,6 +43,8 @@ class MainScript:
     path: Optional[str]
     module: Optional[str]
     digest: str
+    # sys.argv as the app was launched: what its jobs see (the script's path as found there).
+    argv: Tuple[str, ...] = ()
 
     def describe(self) -> str:
         return f"module {self.module}" if self.module else f"script {self.path}"
@@ -54,40 +61,65 @@ def launching_main(launch_cwd: str) -> Optional[MainScript]:
         return None  # packages' __main__.py run their main code unguarded
     digest = _digest(Path(file))
     if spec_name:
-        return MainScript(path=None, module=spec_name, digest=digest)
+        return MainScript(path=None, module=spec_name, digest=digest, argv=tuple(sys.argv))
     path = Path(file).absolute()
     cwd = Path(launch_cwd).absolute()
     shown = path.relative_to(cwd) if cwd in path.parents else path
-    return MainScript(path=str(shown), module=None, digest=digest)
+    return MainScript(path=str(shown), module=None, digest=digest, argv=tuple(sys.argv))
 
 
 def import_main(script: MainScript) -> Optional[str]:
-    """Runs the app's main as `__mp_main__` and makes it `__main__`; why not, if it cannot."""
+    """Runs the app's main as `__main__` but for its main block; why not, if it cannot."""
     found = _find(script)
+    if script.argv:
+        sys.argv = [_script_arg(script.argv[0], found), *script.argv[1:]]
     if found is None:
         return f"the app's {script.describe()} is not found here (working dir {os.getcwd()})"
     if _digest(found) != script.digest:
         return f"the app's {script.describe()} here ({found}) differs from the launched one"
-    module = types.ModuleType(STEP_MAIN)
+    module = types.ModuleType("__main__")
     module.__file__ = str(found)
     if script.module:
         module.__spec__ = importlib.util.find_spec(script.module)
         module.__package__ = script.module.rpartition(".")[0]
     elif str(found.parent) not in sys.path:
         sys.path.insert(0, str(found.parent))  # as `python script.py` puts it first
-    sys.modules[STEP_MAIN] = module
-    code = compile(found.read_bytes(), str(found), "exec")
+    sys.modules["__main__"] = sys.modules[STEP_MAIN] = module
+    code = compile(_without_main_block(found), str(found), "exec", dont_inherit=True)
     exec(code, module.__dict__)  # noqa: S102 - the app's own code, digest checked above
-    sys.modules["__main__"] = module
-    _log_as_main()
     return None
 
 
-def _log_as_main() -> None:
-    """The app's `logging.getLogger(__name__)` names its lines `__main__`, as in-process."""
-    logger = logging.Logger.manager.loggerDict.get(STEP_MAIN)
-    if isinstance(logger, logging.Logger):
-        logger.name = "__main__"
+def _script_arg(launched: str, found: Optional[Path]) -> str:
+    """argv[0] as launched when it names the same file here (a path relative to the launch
+    dir, which the step's working dir stands for); else where the script is here."""
+    if found is None:
+        return launched
+    try:
+        return launched if os.path.samefile(launched, found) else str(found)
+    except OSError:
+        return str(found)
+
+
+def _without_main_block(found: Path) -> ast.Module:
+    """The script, its top-level `if __name__ == "__main__":` blocks replaced by their else."""
+    tree = ast.parse(found.read_bytes(), str(found))
+    body: List[ast.stmt] = []
+    for statement in tree.body:
+        if isinstance(statement, ast.If) and _tests_for_main(statement.test):
+            body.extend(statement.orelse)
+        else:
+            body.append(statement)
+    tree.body = body
+    return tree
+
+
+def _tests_for_main(test: ast.expr) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    sides = {ast.dump(test.left), ast.dump(test.comparators[0])}
+    name, main = ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))
+    return isinstance(test.ops[0], ast.Eq) and sides == {name, main}
 
 
 def _find(script: MainScript) -> Optional[Path]:
@@ -137,9 +169,12 @@ def main_reference(obj: Any) -> Optional[Tuple[str, int]]:
 
 
 class ByValuePickler(cloudpickle.Pickler):
-    """cloudpickle, but code pickled by value keeps its file name, for tracebacks."""
+    """cloudpickle, but code pickled by value keeps its file name, for tracebacks, and Hydra's
+    ConfigStore carries only what a step may use (see _hydra_state)."""
 
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, ConfigStore):
+            return reduce_config_store(obj)
         if isinstance(obj, types.CodeType):
             constructor, args = self.dispatch_table[types.CodeType](obj)
             return constructor, tuple(

@@ -5,6 +5,8 @@ from __future__ import annotations
 # Below a sweep dir (or a single run's dir): each run's record, spec and (local) staging root.
 RUNS_DIR = "vertex_pipeline"
 SHARED_PAYLOAD = "shared.pkl"
+# The app's own code (payload mode on Vertex), staged once per run.
+APP_CODE = "code.zip"
 # Written by the launcher into each local job dir; never part of a step's outputs.
 JOB_STATUS_FILE = "vertex_status.json"
 # The step's result as collected into the job dir (what resume needs of a finished job).

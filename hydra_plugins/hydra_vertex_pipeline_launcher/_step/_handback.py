@@ -34,6 +34,8 @@ class StepOutcome:
     ran_in_output_dir: bool
     # The return value (or exception) as pickled where the job ran: a command's own process.
     pickled_value: Optional[bytes] = None
+    # What the launcher should say of the job besides how it ended (files left in the container).
+    warnings: Tuple[str, ...] = ()
 
 
 class HandBack:
@@ -187,5 +189,6 @@ def _result_bytes(outcome: StepOutcome, attempt: int, upload_error: Optional[str
         "attempt": attempt,
         "ran_in_output_dir": outcome.ran_in_output_dir,
         "upload_error": upload_error,
+        "warnings": list(outcome.warnings),
     }
     return pickle.dumps(result)

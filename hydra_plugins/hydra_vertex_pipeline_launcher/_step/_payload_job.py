@@ -4,6 +4,7 @@ through Hydra's run_job, with Hydra's state restored."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import os
@@ -17,16 +18,19 @@ import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from .._shared import _layout, _payload
+from .._shared._app_code import AppCode
+from .._shared._app_code import unpack as unpack_code
 from .._shared._app_main import MainScript, import_main
 from .._shared._faults import JobExited, log_failure
 from .._shared._job_dirs import DirKeys, job_output_dir
 from .._shared._storage import Storage
 from ._handback import HandBack, StepOutcome, same_dir, streaming_log
+from ._stray_files import snapshot, stray_warning
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     _check_python(args.python)
     shared = _load_checked(storage, _layout.SHARED_PAYLOAD, args.shared_digest)
     job = _load_checked(storage, _layout.job_payload(args.job), args.job_digest)
-    main_problem = _restore_main(shared["main"])
+    main_problem = _restore_main(_with_shipped_code(storage, shared))
     parts, shared_problem = _unpack(shared, main_problem)
     job_parts, job_problem = _unpack(job, main_problem)
     sweep_config: DictConfig = job_parts["sweep_config"]
@@ -73,6 +77,8 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     if shared["in_container"]:
         _map_paths_into_container(sweep_config, dir_keys[0])
     HydraConfig.instance().set_config(sweep_config)
+    # As Hydra does in its own process before the sweep: the root logger's level and console.
+    configure_log(sweep_config.hydra.hydra_logging, sweep_config.hydra.verbose)
     output_dir = job_output_dir(sweep_config, dir_keys)
     hand_back.output_dir = output_dir
     hand_back.job_name = str(sweep_config.hydra.job.name)
@@ -81,9 +87,14 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     if problem:
         task_function = _warning_first(task_function, problem)
     live_log = _layout.job_live_log(args.job)
+    working_dir = Path(os.getcwd())
+    watched = snapshot(working_dir, output_dir) if shared["in_container"] else None
     with streaming_log(storage, hand_back, live_log, args.log_upload_interval):
         job_return = _run(parts["hydra_context"], task_function, sweep_config, dir_keys)
         trace = log_failure(job_return)
+        stray = stray_warning(watched, working_dir, output_dir)
+        if stray:  # into the job's log, which Hydra's job logging still writes
+            logging.getLogger(hand_back.job_name).warning(stray)
     if trace and problem:  # likely why it failed (`__main__.X` not found): say it in the terminal
         trace += f"\n{problem}"
     return StepOutcome(
@@ -91,6 +102,7 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
         return_value=job_return._return_value,
         traceback=trace,
         ran_in_output_dir=same_dir(job_return.working_dir, output_dir),
+        warnings=(stray,) if stray else (),
     )
 
 
@@ -101,6 +113,16 @@ def _restore_singletons(state: Dict[str, Any]) -> None:
     if scanned is not None:
         state["instances"][Plugins] = scanned
     Singleton.set_state(state)
+
+
+def _with_shipped_code(storage: Storage, shared: Dict[str, Any]) -> Optional[MainScript]:
+    """Puts the app's shipped code in place; the app's main, as found among it if it is."""
+    main: Optional[MainScript] = shared["main"]
+    code: Optional[AppCode] = shared.get("code")
+    main_file = unpack_code(storage, code) if code is not None else None
+    if main is not None and main_file is not None:
+        return dataclasses.replace(main, path=str(main_file))
+    return main
 
 
 def _restore_main(main: Optional[MainScript]) -> Optional[str]:
