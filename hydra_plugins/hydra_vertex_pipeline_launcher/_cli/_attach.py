@@ -23,6 +23,8 @@ from .._backends._base import (
 )
 from .._launch._collect import LogStreamer, collect
 from .._launch._record import RunRecord, attach_command
+from .._launch._value import keep as keep_value
+from .._launch._value import plain_from_pickle
 from .._launch._watch import Outcome, StatusFiles, WatchedJob, Watcher
 from .._shared._storage import open_storage
 from ..config import settings_from
@@ -84,7 +86,9 @@ def reach(record: RunRecord) -> Iterator[Reached]:
         hint = attach_command(record.record_dir)
 
         def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-            return collect(storage, job, task, f"run {where}", hint).outcome
+            collected = collect(storage, job, task, f"run {where}", hint)
+            keep_value(job.local_dir, collected.result, plain_from_pickle(collected.result))
+            return collected.outcome
 
         jobs = [
             WatchedJob(

@@ -67,6 +67,8 @@ class RunRecord:
     error: Optional[str] = None
     status_reads: int = 0
     updated: Optional[str] = None
+    # Steps of the run that may run at once (the local backend's lanes); None: no cap.
+    max_parallel: Optional[int] = None
 
     @property
     def record_dir(self) -> Path:
