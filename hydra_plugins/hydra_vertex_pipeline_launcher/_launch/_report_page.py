@@ -281,7 +281,7 @@ def _lanes(sweep: Sweep, x: Placement, top: float, height: float) -> List[str]:
     changes.sort(key=lambda change: (change[0], change[1]))
     caps = [record.max_parallel for record in sweep.records if record.max_parallel]
     peak = max([*caps, 1, *_running_counts(changes)])
-    scale = height / peak
+    scale = height / (peak * 1.1)  # headroom: the cap's line sits above a full house
     base = top + height
     points = [f"{LABEL_WIDTH},{base}"]
     running = 0
@@ -290,7 +290,8 @@ def _lanes(sweep: Sweep, x: Placement, top: float, height: float) -> List[str]:
         running += step
         points.append(f"{x(moment):.1f},{base - running * scale:.1f}")
     shapes = [
-        f'<text x="{LABEL_WIDTH - 4}" y="{top + 10}" text-anchor="end">{peak}</text>',
+        f'<text x="{LABEL_WIDTH - 4}" y="{base - peak * scale + 4:.1f}" text-anchor="end">'
+        f"{peak}</text>",
         f'<text x="{LABEL_WIDTH - 4}" y="{base}" text-anchor="end">0</text>',
         f'<line x1="{LABEL_WIDTH}" y1="{base}" x2="{TIMELINE_WIDTH}" y2="{base}" stroke="#999"/>',
         f'<polyline class="running" fill="none" stroke="{STATE_COLOURS["RUNNING"]}" '
@@ -306,7 +307,7 @@ def _lanes(sweep: Sweep, x: Placement, top: float, height: float) -> List[str]:
             f"cap: {cap} steps at once</text>"
         )
     label = "steps running" + ("" if caps else " (no cap on parallel steps)")
-    shapes.append(f'<text x="{LABEL_WIDTH + 4}" y="{top + 10}">{label}</text>')
+    shapes.append(f'<text x="{LABEL_WIDTH + 4}" y="{top - 6}">{label}</text>')
     return shapes
 
 
