@@ -10,6 +10,7 @@ nor kfp nor aiplatform is imported: the page can be made anywhere the sweep dir 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -29,6 +30,8 @@ from ._watch import WatchedJob
 
 log = logging.getLogger(__name__)
 
+# libyaml's loader where PyYAML was built with it: many times faster on a large spec.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 REPORT_FILE = "report.html"
 RESULTS_FILE = "results.csv"
 # Seconds between rewrites of the page while a run goes (and the page's own reload).
@@ -83,8 +86,8 @@ class Sweep:
     def cells(self, job: JobRow) -> Dict[str, Any]:
         """The job's row: numbers as numbers, times as ISO 8601, None where unknown."""
         row: Dict[str, Any] = {"#": job.num, "run": job.run_id, "state": job.state}
-        row.update({self._swept_name(key): job.overrides.get(key) for key in self.swept})
-        row.update({self._value_name(key): job.values.get(key) for key in self.value_columns})
+        row.update({self.swept_column(key): job.overrides.get(key) for key in self.swept})
+        row.update({self.value_column(key): job.values.get(key) for key in self.value_columns})
         row.update(
             {
                 "error": job.error,
@@ -97,16 +100,16 @@ class Sweep:
         )
         return {name: row[name] for name in self.columns}
 
-    def _swept_name(self, key: str) -> str:
+    def swept_column(self, key: str) -> str:
         return key if key not in FIXED_BEFORE + FIXED_AFTER else f"override.{key}"
 
-    def _value_name(self, key: str) -> str:
+    def value_column(self, key: str) -> str:
         taken = FIXED_BEFORE + FIXED_AFTER + tuple(self.swept)
         return key if key not in taken else f"value.{key}"
 
     @property
     def objective_column(self) -> Optional[str]:
-        return None if self.objective is None else self._value_name(self.objective)
+        return None if self.objective is None else self.value_column(self.objective)
 
 
 def write_report(directory: Path) -> Path:
@@ -127,7 +130,7 @@ def gather(directory: Path) -> Sweep:
     for record in records:  # oldest first: a job run again by resume shows as it stands
         resources = _resources(record.path.parent / "pipeline.yaml")
         for num, entry in sorted(record.jobs.items()):
-            by_dir[entry.dir] = _job_row(record, num, entry.dir, entry.overrides, resources)
+            by_dir[entry.dir] = _job_row(record, num, resources)
     jobs = sorted(by_dir.values(), key=lambda job: job.num)
     swept, common = _swept_keys(jobs)
     value_columns = list(dict.fromkeys(key for job in jobs for key in job.values))
@@ -144,9 +147,9 @@ def gather(directory: Path) -> Sweep:
         now=datetime.now(timezone.utc),
     )
     sweep.columns = [
-        *("#", *(("run",) if len(records) > 1 else ()), *map(sweep._swept_name, swept)),
+        *("#", *(("run",) if len(records) > 1 else ()), *map(sweep.swept_column, swept)),
         "state",
-        *map(sweep._value_name, value_columns),
+        *map(sweep.value_column, value_columns),
         *FIXED_AFTER,
     ]
     sweep.best = _best(sweep)
@@ -203,17 +206,15 @@ def live_report(
     return LiveReport(record_dir, then)
 
 
-def _job_row(
-    record: RunRecord, num: int, job_dir: str, overrides: Sequence[str], resources: Dict[str, str]
-) -> JobRow:
+def _job_row(record: RunRecord, num: int, resources: Dict[str, str]) -> JobRow:
     entry = record.jobs[num]
-    status = _read_json(Path(job_dir) / JOB_STATUS_FILE)
-    kept = _read_json(Path(job_dir) / JOB_VALUE_FILE)
+    status = _read_json(Path(entry.dir) / JOB_STATUS_FILE)
+    kept = _read_json(Path(entry.dir) / JOB_VALUE_FILE)
     return JobRow(
         num=num,
         run_id=record.run_id,
-        dir=job_dir,
-        overrides=dict(_override(text) for text in overrides if not _is_hydras(text)),
+        dir=entry.dir,
+        overrides=dict(_override(text) for text in entry.overrides if not _is_hydras(text)),
         state=str(status.get("state") or entry.state),
         created=parse_time(status.get("created") or record.created),
         started=parse_time(status.get("started")),
@@ -237,7 +238,7 @@ def _is_hydras(override: str) -> bool:
     return override.lstrip("+~").startswith("hydra.")
 
 
-def _override(text: str) -> tuple[str, Any]:
+def _override(text: str) -> Tuple[str, Any]:
     key, _, value = text.partition("=")
     return key.lstrip("+~"), _number(value)
 
@@ -270,7 +271,7 @@ def _cell(value: Any) -> Any:
     return json.dumps(value)
 
 
-def _swept_keys(jobs: List[JobRow]) -> tuple[List[str], List[str]]:
+def _swept_keys(jobs: List[JobRow]) -> Tuple[List[str], List[str]]:
     """Keys whose value differs between jobs (or that some job lacks); the rest are common. A
     sweep of one job shows its keys as columns."""
     keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
@@ -285,7 +286,7 @@ def _swept_keys(jobs: List[JobRow]) -> tuple[List[str], List[str]]:
 
 def _objective(
     jobs: List[JobRow], value_columns: List[str], directory: Path
-) -> tuple[Optional[str], bool]:
+) -> Tuple[Optional[str], bool]:
     """The value column the best job is picked by (the value itself, Optuna's first objective,
     else a dict's first number), and whether higher is better (the sweeper's direction)."""
     numeric = [key for key in value_columns if any(is_number(job.values.get(key)) for job in jobs)]
@@ -334,7 +335,17 @@ def is_number(value: Any) -> bool:
 def _resources(spec_path: Path) -> Dict[str, str]:
     """Each task's resources or machine as its compiled step asks for them."""
     try:
-        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        return _spec_resources(spec_path, spec_path.stat().st_mtime_ns)
+    except OSError:
+        return {}
+
+
+@functools.lru_cache(maxsize=16)
+def _spec_resources(spec_path: Path, mtime_ns: int) -> Dict[str, str]:
+    """Parsed once per spec, not on each of a live report's rewrites (a 500-job spec is
+    ~2 MB of YAML)."""
+    try:
+        spec = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
         tasks = spec["root"]["dag"]["tasks"]
         components = spec.get("components", {})
         executors = spec.get("deploymentSpec", {}).get("executors", {})

@@ -141,7 +141,9 @@ def _summary(sweep: Sweep) -> str:
     rows.append("<th>cap on parallel steps</th><th>console</th></tr>")
     for record in sweep.records:
         console = record.console_url
-        link = f'<a href="{_e(console)}">{_e(console)}</a>' if console else _e(record.path.parent)
+        link = _e(console or record.path.parent)
+        if console and console.startswith("https://"):  # a link, never a script
+            link = f'<a href="{_e(console)}">{link}</a>'
         rows.append(
             f"<tr class='run'><td>{_e(record.run_id)}</td><td>{_e(record.backend)}</td>"
             f"<td>{_e(record.state)}</td><td>{_e(_local(parse_time(record.created)))}</td>"
@@ -153,21 +155,18 @@ def _summary(sweep: Sweep) -> str:
 
 def _table(sweep: Sweep) -> str:
     objective = sweep.objective_column
+    rows_cells = [sweep.cells(job) for job in sweep.jobs]
     numeric = set(NUMERIC_COLUMNS) | {
-        name
-        for name in sweep.columns
-        if any(is_number(sweep.cells(job)[name]) for job in sweep.jobs)
+        name for name in sweep.columns if any(is_number(cells[name]) for cells in rows_cells)
     }
     head = "".join(
         f'<th data-name="{_e(name)}" data-type="{"n" if name in numeric else "s"}">{_e(name)}</th>'
         for name in sweep.columns
     )
     rows = []
-    for job in sweep.jobs:
+    for job, row_cells in zip(sweep.jobs, rows_cells):
         best = job.num == sweep.best
-        cells = [
-            _td(name, value, best and name == objective) for name, value in sweep.cells(job).items()
-        ]
+        cells = [_td(name, value, best and name == objective) for name, value in row_cells.items()]
         rows.append(
             f'<tr data-num="{job.num}" data-state="{_e(job.state)}"'
             f"{' class=best' if best else ''}>{''.join(cells)}</tr>"
