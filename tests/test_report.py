@@ -66,6 +66,11 @@ def _expected_jobs() -> List[Tuple[int, float, int]]:
     return [(2 * i + j, lr, layers) for i, lr in enumerate(LRS) for j, layers in enumerate((1, 2))]
 
 
+def _csv_rows(sweep: Path) -> List[Dict[str, str]]:
+    with open(sweep / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 class Dom(HTMLParser):
     """The elements of a page as Chromium left it: (tag, attributes) in document order."""
 
@@ -232,8 +237,7 @@ def test_the_table_sorts_in_the_browser_on_a_click_and_from_the_address(tmp_path
 
 def test_results_csv_has_a_row_per_job_with_numbers_as_numbers(tmp_path: Path) -> None:
     sweep, _ = _scored_sweep(tmp_path)
-    with open(sweep / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = _csv_rows(sweep)
     jobs = _expected_jobs()
     assert [int(row["#"]) for row in rows] == [num for num, _, _ in jobs]
     for row, (_, lr, layers) in zip(rows, jobs):
@@ -331,8 +335,7 @@ def test_the_best_follows_optunas_direction_across_its_batches(tmp_path: Path) -
     )
     assert proc.returncode == 0, proc.stderr
     optuna_best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
-    with open(sweep / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = _csv_rows(sweep)
     assert len(rows) == 4 and len({row["run"] for row in rows}) == 2
     dom = Dom((sweep / "report.html").read_text())
     [best] = [int(str(attrs["data-num"])) for attrs in dom.having("tr", class_="best")]
@@ -340,7 +343,7 @@ def test_the_best_follows_optunas_direction_across_its_batches(tmp_path: Path) -
     assert "the highest" in (sweep / "report.html").read_text()
 
 
-def test_jobs_collected_by_attach_show_their_values(
+def test_attach_writes_the_report_with_the_values_it_collected(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     sweep = tmp_path / "multirun"
@@ -348,9 +351,9 @@ def test_jobs_collected_by_attach_show_their_values(
     args += [*vertex_overrides(fake_vertex, gcs_bucket), "hydra.launcher.wait=false"]
     proc = run_app("scored.py", args, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert run_cli("attach", str(sweep)).returncode == 0
-    run_cli("report", str(sweep))
-    with open(sweep / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    # The launcher did not wait: its report says what it knew, jobs not collected yet.
+    assert [row["state"] for row in _csv_rows(sweep)] == ["PENDING", "PENDING"]
+    assert run_cli("attach", str(sweep)).returncode == 0  # and attach rewrites it
+    rows = _csv_rows(sweep)
     assert [float(row["loss"]) for row in rows] == [_loss(0.1, 1), _loss(0.2, 1)]
     assert [row["attempts"] for row in rows] == ["1", "1"]
