@@ -357,3 +357,19 @@ def test_attach_writes_the_report_with_the_values_it_collected(
     rows = _csv_rows(sweep)
     assert [float(row["loss"]) for row in rows] == [_loss(0.1, 1), _loss(0.2, 1)]
     assert [row["attempts"] for row in rows] == ["1", "1"]
+
+
+@needs_chromium
+def test_the_example_apps_sweep_as_the_issue_runs_it(tmp_path: Path) -> None:
+    """`python example_app/train.py -m lr=0.3,0.1,0.03,0.01`, then `report multirun/<d>/<t>`."""
+    args = [str(EXAMPLE_APP), "-m", "lr=0.3,0.1,0.03,0.01"]
+    proc = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    [sweep] = tmp_path.glob("multirun/*/*")
+    page = Path(run_cli("report", str(sweep)).stdout.strip())
+    dom = _browse(page)
+    assert dom.row_order() == [0, 1, 2, 3] and len(dom.having("g", class_="job")) == 4
+    values = [float(row["value"]) for row in _csv_rows(sweep)]
+    assert len(set(values)) == 4
+    [best] = [int(str(r["data-num"])) for r in dom.having("tr", class_="best")]
+    assert values[best] == min(values)
