@@ -15,21 +15,25 @@ from hydra.core.utils import JobStatus
 from .._shared._layout import JOB_VALUE_FILE
 from ._record import write_json
 
-# Deeper structures are not a metric a table can show.
+# Deeper or longer structures are not metrics a table can show (a column each).
 MAX_DEPTH = 2
+MAX_ITEMS = 50
+MAX_TEXT = 1000
 
 
 def plain(value: Any, depth: int = 0) -> Any:
-    """value as JSON (numbers, strings, bools, None, lists and dicts of them), numpy scalars
-    included; None for anything else, or a number JSON cannot hold (nan, inf)."""
-    if value is None or isinstance(value, (bool, str)):
+    """value as JSON (numbers, strings, bools, None, short lists and dicts of them), numpy
+    scalars included; None for anything else, or a number JSON cannot hold (nan, inf)."""
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "..."
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         number = float(value)
         return number if math.isfinite(number) else None
-    if depth >= MAX_DEPTH:
+    if depth >= MAX_DEPTH or (isinstance(value, (dict, list, tuple)) and len(value) > MAX_ITEMS):
         return None
     if isinstance(value, dict):
         return {str(key): plain(item, depth + 1) for key, item in value.items()}
