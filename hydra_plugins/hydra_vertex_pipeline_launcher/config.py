@@ -109,6 +109,8 @@ class VertexPipelineLauncherConf:
     timeout: Optional[float] = None
     # Steps of a run that may run at once (on every backend); None: no cap.
     max_parallel: Optional[int] = None
+    # True: a sweep's report.html and results.csv are rewritten in its dir while it runs.
+    report: bool = True
     # Any of these makes each step a Vertex CustomJob (needs the [customjob] extra); with them,
     # resources.accelerator_* go to the CustomJob's machine. Vertex's default machine type is
     # n1-standard-4.

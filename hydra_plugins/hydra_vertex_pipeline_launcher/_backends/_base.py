@@ -10,7 +10,8 @@ from typing import Dict, Optional, Protocol
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # Milliseconds: a report's timeline shows local steps that take a fraction of a second.
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class State(str, Enum):

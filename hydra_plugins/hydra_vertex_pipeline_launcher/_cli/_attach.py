@@ -24,6 +24,9 @@ from .._backends._base import (
 from .._launch._collect import LogStreamer, collect
 from .._launch._pipeline_run import task_outcome
 from .._launch._record import RunRecord, attach_command
+from .._launch._report import LiveReport, live_report
+from .._launch._value import keep as keep_value
+from .._launch._value import plain_from_pickle
 from .._launch._watch import Outcome, StatusFiles, WatchedJob, Watcher
 from .._shared._storage import open_storage
 from ..config import settings_from
@@ -79,6 +82,7 @@ def _backend(record: RunRecord) -> PipelineBackend:
 def reach(record: RunRecord) -> Iterator[Reached]:
     settings = settings_from(record.settings)
     backend = _backend(record)
+    report: Optional[LiveReport] = None
     try:
         storage = open_storage(record.staging_root, settings.request_timeout, settings.staging_root)
         where = record.console_url or record.resource_name
@@ -87,7 +91,9 @@ def reach(record: RunRecord) -> Iterator[Reached]:
         def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
             if record.hand_built:
                 return task_outcome(job, task)
-            return collect(storage, job, task, f"run {where}", hint).outcome
+            collected = collect(storage, job, task, f"run {where}", hint)
+            keep_value(job.local_dir, collected.result, plain_from_pickle(collected.result))
+            return collected.outcome
 
         jobs = [
             WatchedJob(
@@ -95,16 +101,20 @@ def reach(record: RunRecord) -> Iterator[Reached]:
             )
             for num, e in sorted(record.jobs.items())
         ]
+        streamer = LogStreamer(storage, settings.log_upload_interval)
+        report = live_report(settings.report, record.record_dir, jobs, streamer)
         watcher = Watcher(
             backend,
             StatusFiles(record, jobs),
             on_job_done,
             settings.poll_interval,
             settings.max_poll_interval,
-            LogStreamer(storage, settings.log_upload_interval),
+            report or streamer,
         )
         yield Reached(record, run_context(record), backend, watcher)
     finally:
+        if report is not None:
+            report.write()
         backend.close()
 
 

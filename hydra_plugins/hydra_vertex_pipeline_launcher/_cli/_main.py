@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -17,6 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from .._launch._record import RecordError, RunRecord, attach_command, find_runs, read
+from .._launch._report import first_line as _first_line
+from .._launch._report import parse_time as _parse
+from .._launch._report import write_report
 
 if TYPE_CHECKING:
     from .._backends._base import RunStatus, TaskStatus
@@ -24,11 +26,9 @@ if TYPE_CHECKING:
 # Exit statuses: 0 done (attach: every job succeeded), 1 not, 2 nothing to act on.
 OK, NOT_OK, NO_RUN = 0, 1, 2
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
-ERROR_WIDTH = 100
 # How long `cancel` waits for a local run's launcher to cancel it (its steps get 5 s).
 LOCAL_CANCEL_SECONDS = 30.0
 PACKAGE_LOGGER = "hydra_plugins.hydra_vertex_pipeline_launcher"
-EXCEPTION_MODULE = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*: )")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="[%(asctime)s][%(levelname)s] - %(message)s")
     logging.getLogger(PACKAGE_LOGGER).setLevel(logging.INFO)
     try:
+        if args.command == "report":
+            return report(Path(args.dir).absolute())
         records = [read(path) for path in find_runs(Path(args.dir).absolute())]
     except RecordError as e:
         print(e, file=sys.stderr)
@@ -69,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
         "status": "a row per job; reads Vertex once for a run that has not finished",
         "attach": "watch a run as its launcher does and collect every job not collected yet",
         "cancel": "cancel a run; its unfinished jobs become CANCELLED once Vertex confirms",
+        "report": "write DIR/report.html (a page of every job, with a timeline and plots) "
+        "and DIR/results.csv, from what DIR records; reads no backend",
     }
     for name, text in helps.items():
         sub = commands.add_parser(name, help=text, description=text)
@@ -178,6 +182,11 @@ def _cancel_by_launcher(record: RunRecord) -> bool:
     return False
 
 
+def report(directory: Path) -> int:
+    print(write_report(directory))
+    return OK
+
+
 def _live(record: RunRecord) -> Optional[RunStatus]:
     """A vertex run that has not finished, as Vertex reports it now (one read); else None:
     the files say all there is."""
@@ -264,23 +273,6 @@ def _print_totals(records: List[RunRecord], rows: List[Row]) -> None:
     for record in records:
         where = record.console_url or f"{record.backend} backend, {record.path}"
         print(f"run {record.run_id} ({record.state}): {where}")
-
-
-def _first_line(error: Optional[str]) -> str:
-    """What went wrong, in one line: a Python traceback's last line names the exception."""
-    if not error:
-        return ""
-    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    line = lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
-    line = EXCEPTION_MODULE.sub("", line)  # mypkg.errors.BadInput: ... -> BadInput: ...
-    return line if len(line) <= ERROR_WIDTH else line[: ERROR_WIDTH - 3] + "..."
-
-
-def _parse(moment: Optional[str]) -> Optional[datetime]:
-    if not moment:
-        return None
-    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _local_time(moment: Optional[str]) -> str:

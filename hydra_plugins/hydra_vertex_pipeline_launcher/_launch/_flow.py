@@ -42,6 +42,7 @@ from ..config import (
     IN_STEP_ENV,
     LauncherConfigError,
     VertexPipelineLauncherConf,
+    local_max_parallel,
     unpinned_image_warning,
 )
 from . import _resume
@@ -51,6 +52,7 @@ from ._compose import ComposedJob, compose, compose_single
 from ._job_settings import settings_per_job
 from ._record import JobEntry, RunRecord, attach_command, reach_settings
 from ._stage import pack, stage_readable, upload
+from ._value import keep as keep_value
 from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
 
 log = logging.getLogger(__name__)
@@ -191,7 +193,9 @@ def _submit_and_watch(
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
         collected = collect(storage, job, task, f"run {where}", attach_hint)
-        returns[job.num] = job_return(by_num[job.num], collected, local_cwd)
+        returned = job_return(by_num[job.num], collected, local_cwd)
+        returns[job.num] = returned
+        keep_value(job.local_dir, collected.result, returned._return_value)
         return collected.outcome
 
     streamer = None
@@ -214,14 +218,22 @@ def submit_and_watch(
 ) -> RunRecord:
     """Records the run, submits run.spec_path and, with settings.wait, watches it to its end
     (on_job_done as each task ends); Ctrl-C, SIGTERM or SIGHUP cancel it (as settings say)."""
+    from ._report import live_report
+
     where = backend.location.console_url or backend.location.resource_name
     record = new_record(settings, run, backend.location, watched)
     record.hand_built = hand_built
     if not backend.outlives_launcher:
         record.launcher = process_identity(os.getpid())  # its steps live as long as it does
     files = StatusFiles(record, watched)
+    report = live_report(settings.report, run.record_dir, watched, streamer)
     watcher = Watcher(
-        backend, files, on_job_done, settings.poll_interval, settings.max_poll_interval, streamer
+        backend,
+        files,
+        on_job_done,
+        settings.poll_interval,
+        settings.max_poll_interval,
+        report or streamer,
     )
     try:
         with _signals_as_interrupt():
@@ -245,6 +257,9 @@ def submit_and_watch(
     except Exception:
         _watch_failed(backend, watcher, run, where)
         raise
+    finally:
+        if report is not None:
+            report.write()  # as the run ended, or was left
     return record
 
 
@@ -267,6 +282,7 @@ def new_record(
         job_name=run.job_name,
         settings=reach_settings(settings),
         created=utc_now(),
+        max_parallel=_cap(settings),
         jobs={
             job.num: JobEntry(
                 overrides=list(job.overrides),
@@ -278,6 +294,11 @@ def new_record(
             for job in watched
         },
     )
+
+
+def _cap(settings: VertexPipelineLauncherConf) -> Optional[int]:
+    """Steps of the run that may run at once: the local backend always has a number of lanes."""
+    return local_max_parallel(settings) if settings.backend == "local" else settings.max_parallel
 
 
 @dataclass(frozen=True)

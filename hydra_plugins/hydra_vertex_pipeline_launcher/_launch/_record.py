@@ -73,6 +73,8 @@ class RunRecord:
     # A local run: its launcher process (_process_tree.process_identity), which `cancel` asks
     # to cancel it; None where it cannot be told apart from a later process with its pid.
     launcher: Optional[str] = None
+    # Steps of the run that may run at once (the local backend's lanes); None: no cap.
+    max_parallel: Optional[int] = None
 
     @property
     def record_dir(self) -> Path:

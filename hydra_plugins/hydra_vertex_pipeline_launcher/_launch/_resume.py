@@ -39,7 +39,7 @@ def clear_earlier_outcomes(jobs: List[ComposedJob]) -> None:
     """A job about to run again: what an earlier run left in its dir must not pass for its new
     outcome (say, if this run's step is killed and hands back no result)."""
     for job in jobs:
-        for name in (_layout.JOB_RESULT_FILE, _layout.JOB_STATUS_FILE):
+        for name in (_layout.JOB_RESULT_FILE, _layout.JOB_STATUS_FILE, _layout.JOB_VALUE_FILE):
             (job.local_dir / name).unlink(missing_ok=True)
 
 

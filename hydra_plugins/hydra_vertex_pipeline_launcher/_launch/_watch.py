@@ -64,6 +64,8 @@ class StatusFiles:
                 "task_name": job.task_name,
                 "display_name": job.display_name,
                 "state": status.state.value,
+                # The run's creation: from here to started (its step got going), it waited.
+                "created": self.record.created,
                 "started": status.started,
                 "ended": status.ended,
                 "updated": utc_now(),

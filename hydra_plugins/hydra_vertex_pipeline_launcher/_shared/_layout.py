@@ -11,6 +11,8 @@ APP_CODE = "code.zip"
 JOB_STATUS_FILE = "vertex_status.json"
 # The step's result as collected into the job dir (what resume needs of a finished job).
 JOB_RESULT_FILE = "vertex_result.pkl"
+# The return value as plain JSON, and the attempts its step took (written when collected).
+JOB_VALUE_FILE = "vertex_value.json"
 
 
 def job_prefix(num: int) -> str:

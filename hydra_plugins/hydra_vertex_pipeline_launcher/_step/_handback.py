@@ -168,7 +168,12 @@ def _upload_outputs(storage: Storage, output_dir: Path, num: int) -> Optional[st
         return None
     try:
         # A single run's dir holds the run's own record (and, locally, its staging root).
-        skip = {_layout.JOB_STATUS_FILE, _layout.JOB_RESULT_FILE, _layout.RUNS_DIR}
+        skip = {
+            _layout.JOB_STATUS_FILE,
+            _layout.JOB_RESULT_FILE,
+            _layout.JOB_VALUE_FILE,
+            _layout.RUNS_DIR,
+        }
         storage.upload_dir(output_dir, _layout.job_output(num), skip)
     except Exception as e:  # noqa: BLE001 - e.g. a file the app deleted while it was listed
         print(traceback.format_exc(), file=sys.stderr)
