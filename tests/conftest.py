@@ -12,8 +12,6 @@ from gcs_emulator import start_emulator
 
 BUCKET = "hydra-staging"
 EXAMPLE_DOCKERFILE = image_env.REPO / "example_app" / "Dockerfile"
-# Set (to anything): the fake Vertex of every test runs its steps with the image-like Python.
-STEPS_IN_IMAGE = "HVPL_TEST_STEPS_IN_IMAGE"
 # The one skip CI accepts, and only in an environment without the [customjob] extra.
 CUSTOMJOB_SKIP = "needs the [customjob] extra"
 
@@ -86,8 +84,8 @@ def root_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def fake_vertex(gcs_bucket: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeVertex]:
     """A fake Vertex PipelineService whose steps reach the GCS emulator; a fresh bucket too."""
     fake = FakeVertex(scratch_root=tmp_path_factory.mktemp("vertex"), max_parallel=4).start()
-    if os.environ.get(STEPS_IN_IMAGE):  # every Vertex test's steps in the image-like env
-        fake.python = str(image_env.image_python())
+    # A step is not the laptop: every Vertex test's steps run with the image-like Python.
+    fake.python = str(image_env.image_python())
     yield fake
     fake.stop()
 
