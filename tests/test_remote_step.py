@@ -8,7 +8,11 @@ from typing import List
 
 import cloudpickle
 
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._collect import load_value
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._result import new_key, unseal
 from hydra_plugins.hydra_vertex_pipeline_launcher._step import _entry
+
+KEY = new_key()
 
 
 def _step_args(run_root: Path, shared_digest: str, python: str) -> List[str]:
@@ -23,13 +27,15 @@ def _step_args(run_root: Path, shared_digest: str, python: str) -> List[str]:
         "0" * 64,
         "--python",
         python,
+        "--result-key",
+        KEY,
     ]
 
 
 def _result_error(run_root: Path) -> BaseException:
-    result = cloudpickle.loads((run_root / "jobs" / "0" / "result.pkl").read_bytes())
-    error: BaseException = cloudpickle.loads(result["value"])
-    assert result["traceback"]
+    result = unseal((run_root / "jobs" / "0" / "result.pkl").read_bytes(), KEY)
+    error: BaseException = load_value(result)
+    assert result.traceback
     return error
 
 

@@ -53,6 +53,7 @@ def run_context(record: RunRecord) -> RunContext:
         job_name=record.job_name,
         local_dir=record.path.parent,
         staging_uri=record.staging_root,
+        result_key=record.result_key,
     )
 
 
@@ -84,7 +85,7 @@ def reach(record: RunRecord) -> Iterator[Reached]:
         hint = attach_command(record.record_dir)
 
         def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-            return collect(storage, job, task, f"run {where}", hint).outcome
+            return collect(storage, job, task, f"run {where}", hint, run_key=record.run_key).outcome
 
         jobs = [
             WatchedJob(

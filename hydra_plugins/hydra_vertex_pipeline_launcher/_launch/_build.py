@@ -88,12 +88,14 @@ def build_pipeline(
     staged: StagedRun,
     spec_path: Path,
     job_settings: Dict[int, VertexPipelineLauncherConf],
+    result_key: str = "",
 ) -> Dict[str, int]:
     """Compiles the pipeline into spec_path; returns each task's name in the DAG -> job num.
 
-    settings: the run's; job_settings: each job's, which shape its step.
+    settings: the run's; job_settings: each job's, which shape its step; result_key: the key
+    its steps seal their results with (in the spec, never in the staging root).
     """
-    component = _job_component(settings, run_root_uri, staged)
+    component = _job_component(settings, run_root_uri, staged, result_key)
     steps = _Steps(
         component=component,
         custom_jobs=_custom_job_steps(component, settings, jobs),
@@ -301,7 +303,7 @@ def _custom_job_steps(
 
 
 def _job_component(
-    settings: VertexPipelineLauncherConf, run_root_uri: str, staged: StagedRun
+    settings: VertexPipelineLauncherConf, run_root_uri: str, staged: StagedRun, result_key: str
 ) -> Any:
     from kfp import dsl
 
@@ -313,6 +315,8 @@ def _job_component(
         str(settings.log_upload_interval),
         "--request-timeout",
         str(settings.request_timeout),
+        "--result-key",
+        result_key,
     ]
     if settings.timeout is not None:
         # Enforced by the step itself, so it holds on every backend.

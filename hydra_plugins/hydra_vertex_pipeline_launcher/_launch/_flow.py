@@ -36,6 +36,7 @@ from .._backends._base import (
 )
 from .._backends._choice import make_backend
 from .._shared._layout import RUNS_DIR
+from .._shared._result import RunKey, new_key
 from .._shared._storage import Storage, open_storage
 from ..config import IN_STEP_ENV, LauncherConfigError, VertexPipelineLauncherConf
 from . import _resume
@@ -103,7 +104,7 @@ def launch_single(
 def _launch(request: _Launch, jobs: List[ComposedJob], record_dir: Path) -> Dict[int, JobReturn]:
     """record_dir: the sweep dir, or a single run's own dir."""
     local_cwd = str(request.config.hydra.runtime.cwd)
-    kept = _resume.kept_returns(jobs, local_cwd) if request.settings.resume else {}
+    kept = _resume.kept_returns(jobs, local_cwd, record_dir) if request.settings.resume else {}
     to_run = [job for job in jobs if job.num not in kept]
     if not to_run:
         log.info(
@@ -142,8 +143,9 @@ def _run_pipeline(
         with tempfile.TemporaryDirectory() as scratch:
             compiled = Path(scratch) / run.spec_path.name
             task_jobs = build_pipeline(
-                settings, run.pipeline_name, run.staging_uri, jobs, staged, compiled, job_settings
-            )
+                settings, run.pipeline_name, run.staging_uri, jobs, staged, compiled, job_settings,
+                run.result_key,
+            )  # fmt: skip
             storage.check_access()
             run.spec_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(compiled), run.spec_path)
@@ -179,11 +181,12 @@ def _submit_and_watch(
     where = backend.location.console_url or backend.location.resource_name
     returns: Dict[int, JobReturn] = {}
     attach_hint = attach_command(run.record_dir) if backend.outlives_launcher else ""
+    run_key = RunKey(run.run_id, run.result_key)
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-        collected = collect(storage, job, task, f"run {where}", attach_hint)
-        returns[job.num] = job_return(by_num[job.num], collected, local_cwd)
-        return collected.outcome
+        collected = collect(storage, job, task, f"run {where}", attach_hint, run_key=run_key)
+        returns[job.num], outcome = job_return(by_num[job.num], collected, local_cwd)
+        return outcome
 
     streamer = None
     if not backend.steps_share_filesystem:
@@ -254,6 +257,7 @@ def new_record(
         job_name=run.job_name,
         settings=reach_settings(settings),
         created=utc_now(),
+        result_key=run.result_key,
         jobs={
             job.num: JobEntry(
                 overrides=list(job.overrides),
@@ -308,6 +312,7 @@ def new_run(settings: VertexPipelineLauncherConf, job_name: str, record_dir: Pat
         job_name=job_name,
         local_dir=record_dir / RUNS_DIR / run_id,
         staging_uri=f"{staging_root.rstrip('/')}/{run_id}",
+        result_key=new_key(),
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .._shared._layout import RUNS_DIR
+from .._shared._result import RunKey
 from ..config import VertexPipelineLauncherConf
 
 RECORD_FILE = "run.json"
@@ -67,11 +68,17 @@ class RunRecord:
     error: Optional[str] = None
     status_reads: int = 0
     updated: Optional[str] = None
+    # The key the run's steps seal their results with: a result is trusted only when it matches.
+    result_key: str = ""
 
     @property
     def record_dir(self) -> Path:
         """The sweep dir, or a single run's own dir."""
         return self.path.parent.parent.parent
+
+    @property
+    def run_key(self) -> RunKey:
+        return RunKey(self.run_id, self.result_key)
 
     @property
     def finished(self) -> bool:

@@ -9,6 +9,9 @@ SHARED_PAYLOAD = "shared.pkl"
 JOB_STATUS_FILE = "vertex_status.json"
 # The step's result as collected into the job dir (what resume needs of a finished job).
 JOB_RESULT_FILE = "vertex_result.pkl"
+# Names in a job's dir that only the launcher writes: never uploaded from it, nor collected into
+# it (a single run's dir is its record dir, holding the runs' records and result keys).
+LAUNCHER_OWNED = frozenset({JOB_STATUS_FILE, JOB_RESULT_FILE, RUNS_DIR})
 
 
 def job_prefix(num: int) -> str:

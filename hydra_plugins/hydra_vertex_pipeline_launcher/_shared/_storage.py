@@ -46,9 +46,12 @@ class Storage(Protocol):
 
     def upload_file(self, local_file: Path, name: str) -> None: ...
 
-    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
+    def download_dir(
+        self, prefix: str, local_dir: Path, skip: AbstractSet[str] = frozenset()
+    ) -> List[Path]:
         """Downloads what is below prefix into local_dir; then raises UnsafeObjectName if any
-        name was refused (never written)."""
+        name was refused (never written): unsafe ones, and those whose relative path, or top
+        folder, is in skip."""
         ...
 
     def delete_below(self, name: str) -> None:
@@ -161,10 +164,12 @@ class LocalStorage:
         # A hard link costs no disk: the local backend's outputs already sit in the job dir.
         _copy_unless_same(local_file, self.root / safe_relative(name), link=True)
 
-    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
+    def download_dir(
+        self, prefix: str, local_dir: Path, skip: AbstractSet[str] = frozenset()
+    ) -> List[Path]:
         source = self.root / safe_relative(prefix)
         names = [str(rel) for rel in files_below(source)] if source.is_dir() else []
-        pairs, refused = _destinations(names, local_dir)
+        pairs, refused = _destinations(names, local_dir, skip)
         for name, dest in pairs:
             _copy_unless_same(source / name, dest)
         _raise_refusals(refused)
@@ -206,7 +211,9 @@ def _copy_unless_same(source: Path, dest: Path, link: bool = False) -> None:
     _replace_atomically(dest, place)
 
 
-def _destinations(names: List[str], local_dir: Path) -> Tuple[List[Tuple[str, Path]], List[str]]:
+def _destinations(
+    names: List[str], local_dir: Path, skip: AbstractSet[str]
+) -> Tuple[List[Tuple[str, Path]], List[str]]:
     """Where each safe stored name lands below local_dir, and the refusals, before any write."""
     base = local_dir.absolute()
     pairs: List[Tuple[str, Path]] = []
@@ -214,10 +221,14 @@ def _destinations(names: List[str], local_dir: Path) -> Tuple[List[Tuple[str, Pa
     seen: Dict[Path, str] = {}
     for name in names:
         try:
-            dest = base / safe_relative(name)
+            rel = safe_relative(name)
         except UnsafeObjectName as e:
             refused.append(str(e))
             continue
+        if name in skip or rel.parts[0] in skip:
+            refused.append(f"refused stored object {name!r}: that name is the launcher's own")
+            continue
+        dest = base / rel
         if dest in seen:
             refused.append(f"refused stored object {name!r}: it lands on {seen[dest]!r}'s file")
             continue
@@ -336,7 +347,9 @@ class GcsStorage:
             str(local_file), **self._transfer_kwargs()
         )
 
-    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
+    def download_dir(
+        self, prefix: str, local_dir: Path, skip: AbstractSet[str] = frozenset()
+    ) -> List[Path]:
         key_prefix = self._key(prefix) + "/"
         blobs = list(
             self._client.list_blobs(
@@ -344,7 +357,7 @@ class GcsStorage:
             )
         )
         by_name = {b.name[len(key_prefix) :]: b for b in blobs}
-        pairs, refused = _destinations(list(by_name), local_dir)
+        pairs, refused = _destinations(list(by_name), local_dir, skip)
         self._raise_first(self._download([(by_name[name], dest) for name, dest in pairs]))
         _raise_refusals(refused)
         return [dest for _, dest in pairs]

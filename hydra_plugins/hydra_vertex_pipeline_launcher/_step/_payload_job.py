@@ -23,8 +23,9 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from .._shared import _layout, _payload
 from .._shared._app_main import MainScript, import_main
-from .._shared._faults import JobExited, log_failure
+from .._shared._faults import JobExited, JobRaisedBaseException, log_failure
 from .._shared._job_dirs import DirKeys, job_output_dir
+from .._shared._overrides import task_overrides
 from .._shared._storage import Storage
 from ._handback import HandBack, StepOutcome, same_dir, streaming_log
 
@@ -76,6 +77,7 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     output_dir = job_output_dir(sweep_config, dir_keys)
     hand_back.output_dir = output_dir
     hand_back.job_name = str(sweep_config.hydra.job.name)
+    hand_back.overrides = task_overrides(sweep_config)
     task_function = _exit_as_failure(parts["task_function"])
     problem = shared_problem or job_problem
     if problem:
@@ -134,7 +136,8 @@ def _unpack(payload: Dict[str, Any], main_problem: Optional[str]) -> Tuple[Dict[
 
 
 def _exit_as_failure(task_function: TaskFunction) -> TaskFunction:
-    """sys.exit(n) in a task: Hydra's run_job lets SystemExit through, which would end the step
+    """sys.exit(n) in a task: Hydra's run_job lets SystemExit (and every other BaseException
+    that is not an Exception, such as asyncio.CancelledError) through, which would end the step
     before its outputs and result are handed back. As an exception, the job fails like any
     other, its files kept; sys.exit(0) (or no status) is a normal end with no return value."""
 
@@ -147,6 +150,10 @@ def _exit_as_failure(task_function: TaskFunction) -> TaskFunction:
             if isinstance(e.code, int):
                 raise JobExited(f"the job exited with status {e.code}") from e
             raise JobExited(f"the job exited with status 1: {e.code}") from e
+        except Exception:
+            raise
+        except BaseException as e:  # noqa: BLE001 - named, as an exception run_job catches
+            raise JobRaisedBaseException.naming(e) from e
 
     return task_that_may_exit
 
