@@ -92,6 +92,7 @@ def reach(record: RunRecord) -> Iterator[Reached]:
                 num, e.task_name, e.display_name, Path(e.dir), e.log_name, tuple(e.overrides)
             )
             for num, e in sorted(record.jobs.items())
+            if not e.superseded_by  # a newer run owns its dir
         ]
         watcher = Watcher(
             backend,

@@ -106,6 +106,8 @@ def _launch(request: _Launch, jobs: List[ComposedJob], record_dir: Path) -> Dict
     local_cwd = str(request.config.hydra.runtime.cwd)
     kept = _resume.kept_returns(jobs, local_cwd, record_dir) if request.settings.resume else {}
     to_run = [job for job in jobs if job.num not in kept]
+    if request.settings.resume:
+        _resume.refuse_running(to_run, record_dir)
     if not to_run:
         log.info(
             f"All {len(jobs)} jobs succeeded in an earlier run (hydra.launcher.resume=true): "

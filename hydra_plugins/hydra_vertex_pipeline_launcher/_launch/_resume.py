@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -21,6 +22,7 @@ from .._shared import _layout
 from .._shared._layout import RUNS_DIR
 from .._shared._overrides import task_overrides
 from .._shared._result import ResultRefused, SealedResult, peek_run_id, unseal
+from ..config import LauncherConfigError
 from . import _record
 from ._collect import Collected, job_return
 from ._compose import ComposedJob
@@ -45,6 +47,32 @@ def kept_returns(jobs: List[ComposedJob], local_cwd: str, record_dir: Path) -> D
             kept[job.num] = returned
             log.info(f"\t#{job.num} : succeeded before, its result is reused ({job.local_dir})")
     return kept
+
+
+def refuse_running(jobs: List[ComposedJob], record_dir: Path) -> None:
+    """Raises LauncherConfigError, before anything is staged, when a job about to run again is
+    still being run by the newest run recorded for its dir: a vertex run not seen to end (a
+    launcher killed, or left with wait=false). Two runs would race in one dir. A local run
+    cannot outlive its launcher, so its record never stops a resume."""
+    try:
+        records, _ = _record.read_all(_record.find_runs(record_dir))
+    except RecordError:
+        return  # nothing recorded here yet
+    by_dir = {os.path.normpath(os.path.abspath(job.local_dir)): job for job in jobs}
+    running = [
+        f"#{by_dir[entry.dir].num} ({entry.state} in run {record.run_id})"
+        for record in records
+        if record.backend == "vertex" and not State(record.state).terminal
+        for entry in record.jobs.values()
+        if entry.dir in by_dir and not entry.superseded_by and not State(entry.state).terminal
+    ]
+    if running:
+        raise LauncherConfigError(
+            f"hydra.launcher.resume=true would run again jobs that a recorded run may still be "
+            f"running: {', '.join(running)}. Watch it to its end and collect it with\n  "
+            f"{_record.attach_command(record_dir)}\n(or stop it with hydra-vertex-pipeline "
+            "cancel), then resume."
+        )
 
 
 def clear_earlier_outcomes(jobs: List[ComposedJob]) -> None:

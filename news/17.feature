@@ -1,0 +1,1 @@
+Results are sealed: each run has its own key, given to its steps in the compiled spec (never written to the staging root) and kept in `run.json`; a step seals its result with an HMAC under it, and the launcher, `attach`, `cancel`, `status` and `resume` refuse any result whose seal does not match before loading anything in it. Plain return values travel as JSON, without pickle.
