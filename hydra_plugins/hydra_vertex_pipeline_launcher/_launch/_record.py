@@ -49,7 +49,7 @@ class JobEntry:
     # whose collect failed (storage unreachable) stays False until `attach` fetches them.
     collected: bool = False
     # A newer run recorded for the same dir (resume ran it again): that run owns the dir, and
-    # this one never writes to it again. Set by the command line when it reads the records.
+    # this one never writes to it again. Set whenever the records are read (read_all).
     superseded_by: Optional[str] = None
 
 
