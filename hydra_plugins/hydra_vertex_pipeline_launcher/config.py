@@ -4,6 +4,7 @@ light."""
 # sys.modules, and dataclasses then cannot resolve string annotations.
 
 import copy
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -130,6 +131,11 @@ class LauncherConfigError(CompactHydraException, ValueError):
     A CompactHydraException: Hydra prints just its message, which names the setting and the fix,
     instead of the traceback through Hydra and this plugin.
     """
+
+
+# The longest number of seconds any time setting may hold: far below what sleeps and thread
+# timeouts overflow at (threading.TIMEOUT_MAX, ~292 years), far above any sensible wait.
+MAX_SECONDS = 1e7
 
 
 def validate(conf: VertexPipelineLauncherConf) -> None:
@@ -305,8 +311,19 @@ def _check_bucket(staging_root: Optional[str]) -> None:
 
 
 def _check_positive(value: float, name: str) -> None:
+    """A number of seconds that sleeps and timeouts can take (time.sleep(1e300) overflows)."""
+    if math.isnan(value):
+        raise LauncherConfigError(
+            f"hydra.launcher.{name}=nan is not a number: set it to a positive number of seconds."
+        )
     if value <= 0:
         raise LauncherConfigError(f"hydra.launcher.{name}={value}: set it to a positive number.")
+    if value > MAX_SECONDS:
+        raise LauncherConfigError(
+            f"hydra.launcher.{name}={value} is more than {MAX_SECONDS:.0f} s (about 115 days), "
+            "the longest wait this launcher takes: set it to a finite number of seconds up to "
+            "that."
+        )
 
 
 PROVIDER = "vertex_pipeline_launcher"

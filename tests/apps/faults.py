@@ -4,7 +4,9 @@ http (raises urllib's HTTPError, which pickles but does not unpickle), cancelled
 asyncio.CancelledError, a BaseException), imageonly (returns a class of a module only the steps
 have: tests/apps/image_only), forge (writes, as a workload with write access to the staging root
 could, a result over its own that would create +marker when unpickled, then ends the process
-before its step hands back); none returns x * 10."""
+before its step hands back), plant (writes, the same way, files only the launcher writes into
+its staged outputs, then returns x * 10), spawn (starts a child process, writes its pid to
+child.pid, then hangs); none returns x * 10."""
 
 import asyncio
 import email.message
@@ -12,6 +14,7 @@ import logging
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -21,7 +24,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,14 @@ def task(cfg: DictConfig) -> Any:
         return imageonly.Thing(cfg.x)
     if cfg.fault == "forge":
         _forge_own_result(cfg)
+    if cfg.fault == "plant":
+        for bucket, job_prefix in _own_job_prefixes():
+            for name in ("vertex_pipeline/planted/run.json", "vertex_status.json"):
+                bucket.blob(f"{job_prefix}/output/{name}").upload_from_string(b"{}")
+    if cfg.fault == "spawn":
+        child = subprocess.Popen(["sleep", "300"])
+        Path(HydraConfig.get().runtime.output_dir, "child.pid").write_text(str(child.pid))
+        time.sleep(120)
     return cfg.x * 10
 
 
@@ -61,20 +72,27 @@ class _RunsCommand:
         return os.system, (self.command,)
 
 
-def _forge_own_result(cfg: Any) -> None:
+def _own_job_prefixes() -> Any:
+    """(bucket, `<staging root>/<run id>/jobs/<num>`) of this job, as a workload that can write
+    to the staging root finds it."""
     from google.cloud import storage
 
     hydra_config = HydraConfig.get()
     staging_root = str(hydra_config.launcher.staging_root)
     bucket_name, _, prefix = staging_root[len("gs://") :].partition("/")
     bucket = storage.Client().bucket(bucket_name)
-    own = f"/jobs/{hydra_config.job.num}/payload.pkl"
-    payloads = [b for b in bucket.list_blobs(prefix=f"{prefix}/") if b.name.endswith(own)]
+    num = OmegaConf.select(hydra_config, "job.num", throw_on_missing=False) or 0  # a single run: 0
+    own = f"/jobs/{num}/payload.pkl"
+    for blob in bucket.list_blobs(prefix=f"{prefix}/"):
+        if blob.name.endswith(own):
+            yield bucket, blob.name[: -len("/payload.pkl")]
+
+
+def _forge_own_result(cfg: Any) -> None:
     header = b'{"run_id":"x","job":0,"status":"COMPLETED","value":{"pickle":true}}'
     forged = pickle.dumps(_RunsCommand(f"touch {cfg.marker}"))
-    for payload in payloads:
-        result = payload.name.rsplit("/", 1)[0] + "/result.pkl"
-        bucket.blob(result).upload_from_string(
+    for bucket, job_prefix in _own_job_prefixes():
+        bucket.blob(f"{job_prefix}/result.pkl").upload_from_string(
             b"hvp-result-1\n" + b"0" * 64 + b"\n" + header + b"\n" + forged
         )
     logging.shutdown()

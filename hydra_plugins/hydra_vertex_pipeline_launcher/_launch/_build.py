@@ -29,6 +29,8 @@ REMOTE_MODULE = "hydra_plugins.hydra_vertex_pipeline_launcher._step._entry"
 PLACEHOLDER_IMAGE = "python:3.11-slim"  # the local backend ignores the image
 DESCRIPTION = "Hydra jobs launched by hydra-vertex-pipeline-launcher"
 TASK_PREFIX = "hydra-job"
+# Vertex's limit on a CustomJob's display name.
+CUSTOM_JOB_NAME_LIMIT = 128
 # Shapes compiled by one kfp pipeline: kfp's compile time grows with the square of its tasks.
 SHAPES_PER_COMPILE = 50
 
@@ -143,10 +145,16 @@ def _task_inputs(
 ) -> Dict[str, str]:
     inputs = job_inputs(job, steps.staged, settings)
     if machine_shape(settings) is not None:
-        # The CustomJob's own name: inserted raw into a JSON payload, so never the job's
-        # display name (quotes, backslashes).
-        inputs["display_name"] = f"{steps.run_id}-{job.num}"
+        inputs["display_name"] = custom_job_display_name(steps.run_id, job.num)
     return inputs
+
+
+def custom_job_display_name(run_id: str, num: int) -> str:
+    """The CustomJob's own name, `<run id>-<num>`, cut to Vertex's 128 characters from the run
+    id's end. Inserted raw into a JSON payload, so never the job's display name (quotes,
+    backslashes)."""
+    suffix = f"-{num}"
+    return run_id[: CUSTOM_JOB_NAME_LIMIT - len(suffix)] + suffix
 
 
 def _compile_shapes(shapes: List[_Shape], steps: _Steps, name: str) -> Dict[str, Any]:
@@ -322,8 +330,10 @@ def _job_component(
         # Enforced by the step itself, so it holds on every backend.
         fixed_args += ["--timeout", str(settings.timeout)]
     command = ["python", "-m", REMOTE_MODULE]
+    _refuse_placeholders(fixed_args)
     if staged.command is not None:
         app_command = ["--", *staged.command.args]
+        _refuse_placeholders(app_command)
 
         @dsl.container_component
         def hydra_command_job(job_num: str, overrides: str) -> dsl.ContainerSpec:
@@ -346,6 +356,19 @@ def _job_component(
         )
 
     return hydra_job
+
+
+def _refuse_placeholders(args: List[str]) -> None:
+    """KFP placeholders (`{{$.inputs...}}`) in a step's arguments are filled in by every backend,
+    so a path holding that text would reach the step changed: refused before anything is
+    uploaded, naming it."""
+    for arg in args:
+        if "{{$" in arg:
+            raise LauncherConfigError(
+                f"{arg!r} holds the text '{{{{$', which Vertex (and the local backend) read as a "
+                "pipeline placeholder and replace: rename that folder (hydra.sweep.dir, "
+                "hydra.launcher.staging_root, --config-dir) or setting."
+            )
 
 
 def _python_version() -> str:

@@ -50,7 +50,8 @@ from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
 
 log = logging.getLogger(__name__)
 
-RUN_ID_LIMIT = 128
+# Vertex's pipeline job ids match ^[a-z][-a-z0-9]{0,127}$, but its API asks for fewer than 128.
+RUN_ID_LIMIT = 127
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,6 @@ def _launch(request: _Launch, jobs: List[ComposedJob], record_dir: Path) -> Dict
             f"Resuming: {len(kept)} of {len(jobs)} jobs succeeded in an earlier run; "
             f"{len(to_run)} run now"
         )
-    _resume.clear_earlier_outcomes(to_run)
     return {**kept, **_run_pipeline(request, to_run, record_dir)}
 
 
@@ -152,6 +152,9 @@ def _run_pipeline(
             run.spec_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(compiled), run.spec_path)
         upload(storage, staged)
+        # Only now: a relaunch refused while packing, building or staging keeps the earlier
+        # outcomes (and resume finds them again).
+        _resume.clear_earlier_outcomes(jobs)
         by_num = {job.num: job for job in jobs}
         watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]
         local_cwd = str(request.config.hydra.runtime.cwd)
@@ -326,7 +329,8 @@ def pipeline_slug(name: str) -> str:
 
 
 def new_run_id(pipeline_name: str) -> str:
-    """A Vertex pipeline job id, ^[a-z][-a-z0-9]{0,127}$: the pipeline's name and the time."""
+    """A Vertex pipeline job id, at most RUN_ID_LIMIT characters: the pipeline's name and the
+    time."""
     suffix = f"-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     return pipeline_name[: RUN_ID_LIMIT - len(suffix)].rstrip("-") + suffix
 

@@ -101,10 +101,16 @@ def files_below(local_dir: Path, skip: AbstractSet[str] = frozenset()) -> List[P
     return sorted(rel for rel in found if str(rel) not in skip and rel.parts[0] not in skip)
 
 
+# Of a destination's name, what its temp file's name keeps (a name is at most 255 bytes).
+TEMP_NAME_KEPT = 64
+
+
 def _temp_beside(dest: Path) -> str:
-    """A fresh name next to dest; whoever creates it gets the usual mode (mkstemp's is 0600)."""
+    """A fresh name next to dest; whoever creates it gets the usual mode (mkstemp's is 0600).
+    Its name keeps only the start of dest's: a name of up to 255 bytes still fits."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return str(dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part"))
+    kept = dest.name.encode()[:TEMP_NAME_KEPT].decode(errors="ignore")
+    return str(dest.with_name(f".{kept}.{secrets.token_hex(6)}.part"))
 
 
 def _replace_atomically(dest: Path, write: Any) -> None:
@@ -219,6 +225,7 @@ def _destinations(
     pairs: List[Tuple[str, Path]] = []
     refused: List[str] = []
     seen: Dict[Path, str] = {}
+    file_names = set(names)
     for name in names:
         try:
             rel = safe_relative(name)
@@ -229,12 +236,29 @@ def _destinations(
             refused.append(f"refused stored object {name!r}: that name is the launcher's own")
             continue
         dest = base / rel
+        clash = _clash(rel, dest, base, file_names)
+        if clash:
+            refused.append(f"refused stored object {name!r}: {clash}")
+            continue
         if dest in seen:
             refused.append(f"refused stored object {name!r}: it lands on {seen[dest]!r}'s file")
             continue
         seen[dest] = name
         pairs.append((name, dest))
     return pairs, refused
+
+
+def _clash(rel: PurePosixPath, dest: Path, base: Path, file_names: AbstractSet[str]) -> str:
+    """Why a stored file cannot land at dest: a file and a folder of one name (stored as both,
+    or a folder already here where the file goes, or a file where its folder goes)."""
+    for parent in list(rel.parents)[:-1]:
+        if str(parent) in file_names:
+            return f"it lands inside {str(parent)!r}, which is stored as a file too"
+        if (base / parent).is_file():
+            return f"it lands inside {str(parent)!r}, which is a file here"
+    if dest.is_dir():
+        return "a folder of that name is here"
+    return ""
 
 
 def _raise_refusals(refused: List[str]) -> None:

@@ -7,6 +7,7 @@ import argparse
 import hashlib
 import logging
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -48,15 +49,38 @@ class PayloadJob:
         return _run_staged_job(self.storage, self.args, self.hand_back)
 
     def halt(self) -> Tuple[str, bool]:
-        """Where the task is; the step's process ending stops it."""
+        """Where the task is; the step's process ending stops it, and the processes it started
+        are stopped here."""
         frame = sys._current_frames().get(threading.main_thread().ident or 0)
         where = "".join(traceback.format_stack(frame)) if frame else "(unknown)\n"
+        _stop_started_processes()
         output_dir = self.hand_back.output_dir
         return where, output_dir is not None and same_dir(os.getcwd(), output_dir)
 
     def log_error(self, text: str) -> None:
         # Hydra set up the job's logging in this process.
         logging.getLogger(self.hand_back.job_name).error(text)
+
+
+def _stop_started_processes() -> None:
+    """What the task started (a data loader's workers, a shell command) ends with it: SIGKILL to
+    every other process of the step's process group. Every backend starts a step as the leader
+    of its own session; a step that does not lead its group shares it with others, and sends
+    nothing. Read from /proc (Linux, as in every image); elsewhere they outlive the step."""
+    me = os.getpid()
+    proc = Path("/proc")
+    if not hasattr(os, "killpg") or os.getpgrp() != me or not proc.is_dir():
+        return
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            # After the command's name in parentheses: state, parent, process group, ...
+            group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
+            if group == me:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
 
 
 def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandBack) -> StepOutcome:
