@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -127,7 +127,9 @@ class Watcher:
         self.failed_reads = 0
         # Collecting threads record their jobs while an interrupt may be marking the others.
         self._lock = threading.Lock()
-        self._collecting: Optional[ThreadPoolExecutor] = None
+        # Collections submitted and not ended yet.
+        self._collections = threading.Condition()
+        self._in_flight = 0
 
     def watch(self) -> None:
         """Polls until the run ends; every job is collected exactly once."""
@@ -164,8 +166,7 @@ class Watcher:
     def mark_interrupted(self, state: State, error: str) -> None:
         """Every job not yet ended gets `state`; ended jobs keep theirs, and so does a run that
         had ended."""
-        if self._collecting is not None:  # an interrupt may have cut its wait short
-            self._collecting.shutdown(wait=True, cancel_futures=True)
+        self._wait_for_collections()  # an interrupt may have cut the wait for them short
         with self._lock:
             for name, job in self.files.jobs.items():
                 if name not in self.done:
@@ -229,19 +230,37 @@ class Watcher:
     def _finish(self, ended: List[Tuple[WatchedJob, TaskStatus]]) -> None:
         """Collects jobs that ended together in parallel: each collect is a few round trips.
 
-        Each job is recorded by the thread that collected it, as soon as it is: an interrupt
-        (a second Ctrl-C too) that stops this thread's wait loses no collected job. On an
-        interrupt, collections already under way finish and are recorded; the others are not
-        started.
+        Each job is recorded by the thread that collected it, as soon as it is. On an interrupt,
+        collections already under way finish and are recorded; the others are not started.
+        The wait for them is on a condition, never a thread join: an interrupted join (a second
+        Ctrl-C) takes a thread for ended while it still runs, and the interpreter would then
+        not wait for it at exit.
         """
         pool = ThreadPoolExecutor(COLLECT_WORKERS, thread_name_prefix="collect")
-        self._collecting = pool
         try:
-            futures = [pool.submit(self._collect, job, task) for job, task in ended]
+            futures = [self._submit(pool, job, task) for job, task in ended]
             for future in as_completed(futures):
                 future.result()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._wait_for_collections()
+
+    def _submit(self, pool: ThreadPoolExecutor, job: WatchedJob, task: TaskStatus) -> Future[None]:
+        with self._collections:
+            self._in_flight += 1
+        future = pool.submit(self._collect, job, task)
+        future.add_done_callback(self._collection_done)  # also when cancelled before it ran
+        return future
+
+    def _collection_done(self, future: Future[None]) -> None:
+        with self._collections:
+            self._in_flight -= 1
+            self._collections.notify_all()
+
+    def _wait_for_collections(self) -> None:
+        with self._collections:
+            while self._in_flight:
+                self._collections.wait()
 
     def _collect(self, job: WatchedJob, task: TaskStatus) -> None:
         """One job collected and recorded; whatever goes wrong fails that job alone."""
