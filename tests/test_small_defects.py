@@ -5,16 +5,15 @@ relaunch, and a time limit that leaves the job's child processes running."""
 from __future__ import annotations
 
 import re
-import signal
 import time
 from pathlib import Path
 
 import pytest
-from apputil import read_json, run_app, start_app, wait_until
+from apputil import read_json, run_app
 from fake_vertex import FakeVertex
 from google.cloud import storage as gcs_client
 from test_job_faults import LOCAL, TESTS_DIR, VERTEX
-from vertexutil import sweep_args, vertex_overrides
+from vertexutil import vertex_overrides
 
 from hydra_plugins.hydra_vertex_pipeline_launcher._launch._build import custom_job_display_name
 from hydra_plugins.hydra_vertex_pipeline_launcher._launch._flow import new_run_id, pipeline_slug
@@ -143,27 +142,3 @@ def test_a_payload_jobs_time_limit_ends_the_processes_it_started(tmp_path: Path)
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(child), "the job's child process outlived its time limit"
-
-
-def test_a_second_ctrl_c_while_a_job_is_collected_keeps_its_collected_state(
-    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
-) -> None:
-    sweep = tmp_path / "multirun"
-    files = 600
-    args = sweep_args(fake_vertex, gcs_bucket, sweep, "+x=1", f"+files={files}")
-    launcher = start_app("many_files.py", args, tmp_path)
-    try:
-        # Only collecting brings out/ into the job's dir: interrupt twice as soon as it starts.
-        wait_until(lambda: (sweep / "0" / "out").is_dir(), timeout=120)
-        launcher.send_signal(signal.SIGINT)
-        time.sleep(0.05)
-        launcher.send_signal(signal.SIGINT)
-        output, _ = launcher.communicate(timeout=90)
-    finally:
-        launcher.kill()
-    assert len(list((sweep / "0" / "out").glob("*.txt"))) == files, output
-    status = read_json(sweep / "0" / "vertex_status.json")
-    assert status["state"] == "SUCCEEDED", (status, output)
-    (run_id,) = fake_vertex.jobs
-    record = read_json(sweep / "vertex_pipeline" / run_id / "run.json")
-    assert record["jobs"]["0"]["state"] == "SUCCEEDED" and record["jobs"]["0"]["collected"]
