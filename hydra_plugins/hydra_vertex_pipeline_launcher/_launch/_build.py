@@ -329,6 +329,11 @@ def _job_component(
     if settings.timeout is not None:
         # Enforced by the step itself, so it holds on every backend.
         fixed_args += ["--timeout", str(settings.timeout)]
+    for name, version in sorted(settings.secret_env.items()):
+        # The secret's name: the step reads its value itself.
+        fixed_args += ["--secret-env", f"{name}={version}"]
+    if settings.secret_env:
+        fixed_args += ["--secret-manager-endpoint", settings.secret_manager_endpoint]
     command = ["python", "-m", REMOTE_MODULE]
     _refuse_placeholders(fixed_args)
     if staged.command is not None:

@@ -19,6 +19,7 @@ from hydra.core.utils import JobStatus
 
 from .._shared._storage import Storage, open_storage
 from ._handback import HandBack, JobRunner, StepOutcome, start_attempt, stop_at_time_limit
+from ._secrets import export_secrets
 
 EXECUTION_MODES = ("payload", "command")
 
@@ -34,6 +35,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.timeout:
         stop_at_time_limit(hand_back, args.timeout, job.halt, job.log_error)
     try:
+        export_secrets(args.secret_env, args.secret_manager_endpoint, args.request_timeout)
         outcome = job.run()
     except SystemExit:
         raise  # a step ended by a signal, as the signal would have: nothing to hand back
@@ -78,6 +80,13 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--python", help="the launcher's Python, major.minor")
     parser.add_argument("--timeout", type=float, help="seconds the job may run; none: no limit")
     parser.add_argument("--result-key", required=True, help="the run's key that seals results")
+    parser.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        help="NAME=projects/P/secrets/S/versions/V: NAME set from Secret Manager (repeatable)",
+    )
+    parser.add_argument("--secret-manager-endpoint", default="https://secretmanager.googleapis.com")
     args = parser.parse_args(argv)
     if args.execution == "payload" and not (args.shared_digest and args.job_digest):
         parser.error("payload mode needs --shared-digest and --job-digest")
