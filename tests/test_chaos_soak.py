@@ -17,12 +17,11 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator, Optional, Type
+from typing import Optional, Type
 
 import pytest
 from apputil import kept_result, read_json
 from cliutil import run_cli, start_app_with_env
-from conftest import Emulator
 from fake_vertex import FakeVertex
 from tcp_proxy import SwitchableProxy
 from vertexutil import only_job, sweep_args
@@ -77,19 +76,11 @@ class Chaos:
                 self.fake.fail_next("get", self.rng.randint(1, 3), self.rng.choice((500, 503)))
 
 
-@pytest.fixture()
-def launcher_storage(gcs: Emulator) -> Iterator[SwitchableProxy]:
-    host, port = gcs.endpoint.removeprefix("http://").split(":")
-    proxy = SwitchableProxy((host, int(port)))
-    yield proxy
-    proxy.close()
-
-
 @pytest.mark.parametrize("seed", [SEED + n for n in range(ROUNDS)])
 def test_chaos_loses_no_result_and_creates_no_run_twice(
     fake_vertex: FakeVertex,
     gcs_bucket: str,
-    launcher_storage: SwitchableProxy,
+    storage_proxy: SwitchableProxy,
     tmp_path: Path,
     seed: int,
 ) -> None:
@@ -97,14 +88,14 @@ def test_chaos_loses_no_result_and_creates_no_run_twice(
     sweep = tmp_path / "m"
     hang_for = f"+hang_for={rng.uniform(0.5, 4.0):.1f}"
     args = sweep_args(fake_vertex, gcs_bucket, sweep, *SWEEP, hang_for)
-    env = {**os.environ, "STORAGE_EMULATOR_HOST": launcher_storage.endpoint}
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": storage_proxy.endpoint}
     if rng.random() < 0.5:
         fake_vertex.fail_create_after_commit()
     kill_after = rng.uniform(0.5, 6.0) if rng.random() < 0.5 else None
     launcher = start_app_with_env("faults.py", args, tmp_path, env)
     try:
         only_job(fake_vertex)
-        with Chaos(rng, launcher_storage, fake_vertex):
+        with Chaos(rng, storage_proxy, fake_vertex):
             if kill_after is not None:
                 _wait_for_exit(launcher, kill_after)
                 launcher.kill()
@@ -113,7 +104,7 @@ def test_chaos_loses_no_result_and_creates_no_run_twice(
         launcher.kill()
 
     killed = launcher.returncode == -9
-    print(f"seed {seed}: launcher killed {killed}, {launcher_storage.refused} connections dropped")
+    print(f"seed {seed}: launcher killed {killed}, {storage_proxy.refused} connections dropped")
     for _ in range(ATTACH_TRIES):  # the chaos is over: attach collects what is left
         attached = run_cli("attach", str(sweep), env=env)
         if "every job was collected already" in attached.stdout:
