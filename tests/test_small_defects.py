@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import List
 
 import pytest
 from apputil import read_json, run_app
@@ -119,6 +120,32 @@ def test_a_relaunch_refused_before_staging_keeps_the_earlier_outcomes(tmp_path: 
     refused = run_app("fixable.py", [*args, "hydra.launcher.resume=true", bad], tmp_path)
     assert refused.returncode != 0 and "memory_limit='lots'" in refused.stderr
     assert read_json(sweep / "1" / "vertex_status.json") == earlier
+
+
+def test_a_relaunch_vertex_refuses_keeps_the_earlier_outcomes_and_blocks_no_resume(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "m"
+    args = ["-m", "+x=1,2", VERTEX, f"hydra.sweep.dir={sweep}"]
+    args += vertex_overrides(fake_vertex, gcs_bucket)
+    assert run_app("flaky.py", args, tmp_path).returncode != 0
+    earlier = _outcome_files(sweep / "1")
+
+    fake_vertex.fail_next("create", 1, 403)
+    refused = run_app("flaky.py", [*args, "hydra.launcher.resume=true"], tmp_path)
+    assert refused.returncode != 0 and "Vertex denied creating a pipeline run" in refused.stderr
+    assert _outcome_files(sweep / "1") == earlier
+    assert not list(sweep.rglob("*.earlier"))
+    records = [read_json(p) for p in (sweep / "vertex_pipeline").glob("*/run.json")]
+    assert sorted(r["state"] for r in records) == ["FAILED", "FAILED"]
+
+    again = run_app("flaky.py", [*args, "hydra.launcher.resume=true"], tmp_path)
+    assert "1 of 2 jobs succeeded in an earlier run" in again.stdout, again.stderr
+    assert len(fake_vertex.jobs) == 2
+
+
+def _outcome_files(job_dir: Path) -> List[bytes]:
+    return [(job_dir / name).read_bytes() for name in ("vertex_status.json", "vertex_result.pkl")]
 
 
 def _alive(pid: int) -> bool:

@@ -152,13 +152,13 @@ def _run_pipeline(
             run.spec_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(compiled), run.spec_path)
         upload(storage, staged)
-        # Only now: a relaunch refused while packing, building or staging keeps the earlier
-        # outcomes (and resume finds them again).
-        _resume.clear_earlier_outcomes(jobs)
         by_num = {job.num: job for job in jobs}
         watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]
         local_cwd = str(request.config.hydra.runtime.cwd)
-        return _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
+        # Only now: a relaunch refused while packing, building, staging or creating keeps the
+        # earlier outcomes (and resume finds them again).
+        with _resume.earlier_outcomes_set_aside(jobs):
+            return _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
     finally:
         backend.close()
 
@@ -235,8 +235,10 @@ def submit_and_watch(
             # Handled and said: end as that signal's default action would, with no traceback.
             raise SystemExit(128 + interrupt.signum) from None
         raise
-    except LauncherConfigError:
-        raise  # the backend refused the run: nothing was created
+    except LauncherConfigError as refused:
+        # The backend refused the run: nothing was created, and its record says so.
+        watcher.mark_interrupted(State.FAILED, f"the run was not created: {refused}")
+        raise
     except Exception:
         _watch_failed(backend, watcher, run, where)
         raise

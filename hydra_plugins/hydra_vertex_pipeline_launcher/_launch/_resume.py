@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from hydra.core.utils import JobReturn, JobStatus
 
@@ -75,12 +76,34 @@ def refuse_running(jobs: List[ComposedJob], record_dir: Path) -> None:
         )
 
 
-def clear_earlier_outcomes(jobs: List[ComposedJob]) -> None:
+EARLIER_SUFFIX = ".earlier"
+
+
+@contextmanager
+def earlier_outcomes_set_aside(jobs: List[ComposedJob]) -> Iterator[None]:
     """A job about to run again: what an earlier run left in its dir must not pass for its new
-    outcome (say, if this run's step is killed and hands back no result)."""
+    outcome (say, if this run's step is killed and hands back no result). Set aside while the
+    run is created and watched; put back if the backend refused to create it (nothing ran),
+    else dropped."""
+    names = (_layout.JOB_RESULT_FILE, _layout.JOB_STATUS_FILE)
     for job in jobs:
-        for name in (_layout.JOB_RESULT_FILE, _layout.JOB_STATUS_FILE):
-            (job.local_dir / name).unlink(missing_ok=True)
+        for name in names:
+            earlier = job.local_dir / name
+            if earlier.exists():
+                os.replace(earlier, earlier.with_name(name + EARLIER_SUFFIX))
+    try:
+        yield
+    except LauncherConfigError:
+        for job in jobs:
+            for name in names:
+                aside = job.local_dir / (name + EARLIER_SUFFIX)
+                if aside.exists():
+                    os.replace(aside, job.local_dir / name)
+        raise
+    finally:
+        for job in jobs:
+            for name in names:
+                (job.local_dir / (name + EARLIER_SUFFIX)).unlink(missing_ok=True)
 
 
 def _earlier_success(job: ComposedJob, local_cwd: str, record_dir: Path) -> Optional[JobReturn]:
