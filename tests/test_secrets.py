@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
+import google_crc32c
 import pytest
 from apputil import kept_result, read_json, run_app
 
@@ -28,6 +29,7 @@ class FakeSecretManager(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: List[Dict[str, Any]] = []
+        self.corrupt = 0  # XORed into the checksum it answers
 
     @property
     def endpoint(self) -> str:
@@ -43,7 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, {"error": {"code": 404, "status": "NOT_FOUND"}})
             return
         data = base64.b64encode(SECRET.encode()).decode()
-        self._answer(200, {"name": VERSION, "payload": {"data": data}})
+        crc = str(google_crc32c.value(SECRET.encode()) ^ self.server.corrupt)
+        self._answer(200, {"name": VERSION, "payload": {"data": data, "dataCrc32c": crc}})
 
     def _answer(self, status: int, body: Dict[str, Any]) -> None:
         raw = json.dumps(body).encode()
@@ -109,6 +112,17 @@ def test_a_secret_that_cannot_be_read_fails_the_job_naming_it(
     error = read_json(sweep / "0" / "vertex_status.json")["error"]
     assert f"the secret {missing} (hydra.launcher.secret_env) could not be read" in error
     assert "HTTP 404" in error
+
+
+def test_a_secret_corrupted_on_the_way_is_refused(
+    secret_manager: FakeSecretManager, tmp_path: Path
+) -> None:
+    secret_manager.corrupt = 1
+    sweep = tmp_path / "m"
+    proc = run_app("uses_secret.py", _args(sweep, secret_manager.endpoint, VERSION), tmp_path)
+    assert proc.returncode != 0
+    error = read_json(sweep / "0" / "vertex_status.json")["error"]
+    assert "its checksum does not match" in error
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def read_secret(endpoint: str, version: str, headers: Dict[str, str], timeout: f
         try:
             with urllib.request.urlopen(request, timeout=max(deadline - time.monotonic(), 1)) as r:
                 payload = json.load(r)["payload"]
-            return base64.b64decode(payload["data"]).decode("utf-8")
+            return _checked_value(payload, version, endpoint)
         except urllib.error.HTTPError as e:
             if e.code not in TRANSIENT_STATUSES or time.monotonic() + RETRY_WAIT > deadline:
                 raise _unavailable(version, endpoint, f"HTTP {e.code} {e.reason}") from None
@@ -46,6 +46,18 @@ def read_secret(endpoint: str, version: str, headers: Dict[str, str], timeout: f
             if time.monotonic() + RETRY_WAIT > deadline:
                 raise _unavailable(version, endpoint, repr(e)) from None
         time.sleep(RETRY_WAIT)
+
+
+def _checked_value(payload: Dict[str, str], version: str, endpoint: str) -> str:
+    """The secret's value, its CRC32C checked when the answer gives one (as Secret Manager's
+    does), as Google's client libraries check it."""
+    import google_crc32c  # google-cloud-storage's own dependency
+
+    data = base64.b64decode(payload["data"])
+    expected = payload.get("dataCrc32c")
+    if expected is not None and int(expected) != google_crc32c.value(data):
+        raise _unavailable(version, endpoint, "its checksum does not match: corrupted on the way")
+    return data.decode("utf-8")
 
 
 def _unavailable(version: str, endpoint: str, why: str) -> SecretUnavailable:
