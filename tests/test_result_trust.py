@@ -14,6 +14,7 @@ from apputil import APPS, read_json, run_app
 from cliutil import run_cli
 from fake_vertex import FakeVertex
 from hydra.core.utils import JobStatus
+from test_command_mode import COMMAND
 from test_job_faults import LOCAL, TESTS_DIR, VERTEX, _launch
 from vertexutil import only_job, vertex_overrides
 
@@ -121,6 +122,20 @@ def test_results_that_cannot_be_loaded_fail_only_their_own_jobs_on_vertex(
     assert "1 of 4 jobs succeeded in an earlier run" in proc.stdout, proc.stdout
     _check_unloadable(sweep, "faults.log")
     assert len(fake_vertex.jobs) == 2
+
+
+def test_a_base_exception_in_command_mode_is_named_and_keeps_the_jobs_files(
+    tmp_path: Path,
+) -> None:
+    sweep = tmp_path / "m"
+    args = ["-m", "+fault=cancelled", "+x=1", LOCAL, COMMAND, f"hydra.sweep.dir={sweep}"]
+    proc = run_app("faults.py", args, tmp_path)
+    assert proc.returncode != 0
+    status = read_json(sweep / "0" / "vertex_status.json")
+    assert status["state"] == "FAILED"
+    assert "CancelledError: stopped while waiting for data" in status["error"]
+    assert (sweep / "0" / "before.txt").read_text() == "fault=cancelled\n"
+    assert "job with fault=cancelled starts" in (sweep / "0" / "faults.log").read_text()
 
 
 def _forging_args(fake: FakeVertex, bucket: str, sweep: Path, marker: Path) -> List[str]:
