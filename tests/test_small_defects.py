@@ -137,7 +137,10 @@ def test_a_relaunch_vertex_refuses_keeps_the_earlier_outcomes_and_blocks_no_resu
     assert _outcome_files(sweep / "1") == earlier
     assert not list(sweep.rglob("*.earlier"))
     records = [read_json(p) for p in (sweep / "vertex_pipeline").glob("*/run.json")]
-    assert sorted(r["state"] for r in records) == ["FAILED", "FAILED"]
+    assert sorted((r["state"], r["never_created"]) for r in records) == [
+        ("FAILED", False),
+        ("FAILED", True),  # owns no job dir: status and attach still see the first run's
+    ]
 
     again = run_app("flaky.py", [*args, "hydra.launcher.resume=true"], tmp_path)
     assert "1 of 2 jobs succeeded in an earlier run" in again.stdout, again.stderr

@@ -237,6 +237,7 @@ def submit_and_watch(
         raise
     except LauncherConfigError as refused:
         # The backend refused the run: nothing was created, and its record says so.
+        record.never_created = True
         watcher.mark_interrupted(State.FAILED, f"the run was not created: {refused}")
         raise
     except Exception:
@@ -417,6 +418,7 @@ def _cancel(
         return None
     if outcome is CancelOutcome.NEVER_CREATED:
         reason = "the launcher was interrupted before the run was created"
+        watcher.files.record.never_created = True
         watcher.mark_interrupted(State.CANCELLED, reason)
         log.warning(f"Interrupted before {where} was created: nothing ran, nothing to cancel")
     return outcome

@@ -73,6 +73,9 @@ class RunRecord:
     updated: Optional[str] = None
     # The key the run's steps seal their results with: a result is trusted only when it matches.
     result_key: str = ""
+    # True when the backend refused the run or the launcher stopped before creating it: nothing
+    # ran, so the run owns no job dir.
+    never_created: bool = False
 
     @property
     def record_dir(self) -> Path:
@@ -158,6 +161,8 @@ def read_all(paths: List[Path]) -> Tuple[List[RunRecord], List[str]]:
             problems.append(str(e))
     owner: Dict[str, str] = {}
     for record in reversed(records):
+        if record.never_created:
+            continue
         for entry in record.jobs.values():
             newer = owner.setdefault(entry.dir, record.run_id)
             entry.superseded_by = newer if newer != record.run_id else None
