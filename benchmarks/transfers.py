@@ -12,6 +12,7 @@ a sample of the jobs and scaled to all of them.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import statistics
 import subprocess
@@ -84,7 +85,11 @@ def _serve(delay: float) -> None:
 
 
 def _objects(
-    staged_job: Mapping[str, bytes], outputs_job: Mapping[str, bytes], result: bytes, count: int
+    staged_job: Mapping[str, bytes],
+    outputs_job: Mapping[str, bytes],
+    result: bytes,
+    count: int,
+    run_id: str,
 ) -> Tuple[Dict[str, bytes], Dict[str, bytes]]:
     """What `count` jobs stage, and what their steps hand back, by object name."""
     from hydra_plugins.hydra_vertex_pipeline_launcher._shared import _layout
@@ -95,8 +100,22 @@ def _objects(
         prefix, output = _layout.job_prefix(num), _layout.job_output(num)
         staged.update({f"{prefix}/{name}": data for name, data in staged_job.items()})
         handed_back.update({f"{output}/{name}": data for name, data in outputs_job.items()})
-        handed_back[_layout.job_result(num)] = result
+        handed_back[_layout.job_result(num)] = _resealed(result, run_id, num)
     return staged, handed_back
+
+
+# The key the measured runs' results are sealed with.
+BENCH_KEY = "0" * 64
+
+
+def _resealed(result: bytes, run_id: str, num: int) -> bytes:
+    """A real step's result as job `num` of run `run_id` would hand it back, sealed with
+    BENCH_KEY: its header (the line after the seal) read as the JSON it is."""
+    from hydra_plugins.hydra_vertex_pipeline_launcher._shared._result import seal
+
+    header_line, _, pickled = result.split(b"\n", 2)[2].partition(b"\n")
+    header = {**json.loads(header_line), "run_id": run_id, "job": num}
+    return seal(header, pickled, BENCH_KEY)
 
 
 def _parallel(root: str, run: str, staged: Mapping[str, bytes], count: int, work: Path) -> float:
@@ -106,15 +125,18 @@ def _parallel(root: str, run: str, staged: Mapping[str, bytes], count: int, work
         COLLECT_WORKERS,
         WatchedJob,
     )
+    from hydra_plugins.hydra_vertex_pipeline_launcher._shared._result import RunKey
     from hydra_plugins.hydra_vertex_pipeline_launcher._shared._storage import open_storage
 
     storage = open_storage(f"{root}/{run}", timeout=120)
+    key = RunKey(run, BENCH_KEY)
     jobs = [WatchedJob(n, f"task-{n}", f"#{n}", work / run / str(n)) for n in range(count)]
     ended = TaskStatus(State.SUCCEEDED)
     started = time.perf_counter()
     storage.write_many(staged)
     with ThreadPoolExecutor(COLLECT_WORKERS) as pool:
-        outcomes = list(pool.map(lambda job: collect(storage, job, ended, run).outcome, jobs))
+        collected = pool.map(lambda job: collect(storage, job, ended, run, run_key=key), jobs)
+        outcomes = [c.outcome for c in collected]
     seconds = time.perf_counter() - started
     assert all(o.state is State.SUCCEEDED for o in outcomes), outcomes[0]
     return seconds
@@ -162,7 +184,7 @@ def measure(
     started = time.perf_counter()
     with delayed_emulator(delay) as root, tempfile.TemporaryDirectory() as scratch:
         for label, count, move in ways:
-            staged, handed_back = _objects(staged_job, outputs_job, result, count)
+            staged, handed_back = _objects(staged_job, outputs_job, result, count, label)
             # The steps' side, in place before the collect; not timed.
             open_storage(f"{root}/{label}").write_many(handed_back)
             for run in range(runs):  # each run stages anew and collects into a fresh dir

@@ -13,6 +13,10 @@ from hydra._internal.hydra import Hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.utils import JobReturn
 
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._resume import verified
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._layout import JOB_RESULT_FILE
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._result import SealedResult
+
 APPS = Path(__file__).parent / "apps"
 
 
@@ -78,3 +82,8 @@ def multirun_returns(overrides: List[str]) -> List[JobReturn]:
     finally:
         GlobalHydra().clear()
     return [job_return for batch in sweeps for job_return in batch]
+
+
+def kept_result(record_dir: Path, job_dir: Path) -> SealedResult:
+    """A job's result as collect kept it in its dir, its seal checked with its run's key."""
+    return verified((job_dir / JOB_RESULT_FILE).read_bytes(), record_dir)

@@ -9,6 +9,7 @@ import image_env
 import pytest
 from fake_vertex import FakeVertex
 from gcs_emulator import start_emulator
+from tcp_proxy import SwitchableProxy
 
 BUCKET = "hydra-staging"
 EXAMPLE_DOCKERFILE = image_env.REPO / "example_app" / "Dockerfile"
@@ -70,6 +71,16 @@ def gcs() -> Iterator[Emulator]:
 def gcs_bucket(gcs: Emulator) -> str:
     """A fresh, empty bucket on the emulator (STORAGE_EMULATOR_HOST points at it)."""
     return gcs.fresh_bucket(BUCKET)
+
+
+@pytest.fixture()
+def storage_proxy(gcs: Emulator) -> Iterator[SwitchableProxy]:
+    """A proxy to the emulator, for the launcher alone (STORAGE_EMULATOR_HOST in its
+    environment): the steps reach the emulator directly."""
+    host, port = gcs.endpoint.removeprefix("http://").split(":")
+    proxy = SwitchableProxy((host, int(port)))
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture(params=["local", "gcs"])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from apputil import APPS, multirun_returns, read_json, run_app
+from apputil import APPS, kept_result, multirun_returns, read_json, run_app
 from fake_vertex import FakeVertex
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
@@ -119,19 +119,21 @@ def test_a_step_hands_back_its_outcome_not_its_configs(tmp_path: Path) -> None:
     proc = run_app("own_names.py", ["-m", "+x=3", LOCAL, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     (result_file,) = sweep.glob("vertex_pipeline/*/jobs/0/result.pkl")
-    # Readable without the app's modules: only the return value itself stays pickled.
-    result = pickle.loads(result_file.read_bytes())
-    assert pickle.loads(result["value"]) == 3
-    assert result == {
-        "status": result["status"],
-        "value": result["value"],
+    # Readable without the app's modules, and a plain value without pickle at all.
+    result = kept_result(sweep, sweep / "0")
+    assert dataclasses.asdict(result) == {
+        "run_id": result_file.parent.parent.parent.name,
+        "job": 0,
+        "status": "COMPLETED",
+        "value": {"json": 3},
+        "pickled": b"",
         "traceback": "",
         "attempt": 1,
         "ran_in_output_dir": False,
         "upload_error": None,
+        "overrides": ["+x=3"],
         "warnings": [],
     }
-    assert result["status"].name == "COMPLETED"
     # Kept in the job dir too: resume rebuilds the JobReturn from it.
     assert (sweep / "0" / "vertex_result.pkl").read_bytes() == result_file.read_bytes()
 

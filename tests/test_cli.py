@@ -8,12 +8,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
-import pytest
 from apputil import read_json, run_app, start_app, wait_until
 from cliutil import run_cli, start_app_with_env, table_rows
-from conftest import Emulator
 from fake_vertex import FakeVertex
 from tcp_proxy import SwitchableProxy
 from vertexutil import vertex_overrides
@@ -185,14 +183,6 @@ def test_a_cancel_vertex_does_not_confirm_marks_no_job_cancelled(
 
 def _launcher_env(storage_endpoint: str) -> Dict[str, str]:
     return {**os.environ, "STORAGE_EMULATOR_HOST": storage_endpoint}
-
-
-@pytest.fixture()
-def storage_proxy(gcs: Emulator) -> Iterator[SwitchableProxy]:
-    host, port = gcs.endpoint.removeprefix("http://").split(":")
-    proxy = SwitchableProxy((host, int(port)))
-    yield proxy
-    proxy.close()
 
 
 def test_storage_failing_while_collecting_fails_the_job_and_attach_fetches_it_later(

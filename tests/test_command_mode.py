@@ -4,7 +4,6 @@ overrides, and the job behaves as with Hydra's basic launcher and as in payload 
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -15,13 +14,14 @@ from typing import Dict
 
 import pytest
 import yaml
-from apputil import APPS, read_json, run_app, start_app, wait_until
+from apputil import APPS, kept_result, read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
 from test_customjob import needs_gcpc
 from test_job_faults import _launch, check_faults
 from vertexutil import sweep_args, vertex_overrides
 
 from hydra_plugins.hydra_vertex_pipeline_launcher import config
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._collect import load_value
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 COMMAND = "hydra.launcher.execution=command"
@@ -160,8 +160,8 @@ def test_a_retried_steps_last_attempt_speaks_as_in_payload_mode(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "board").iterdir()) == ["attempt-1", "attempt-2"]
     assert read_json(sweep / "0" / "vertex_status.json")["state"] == "SUCCEEDED"
-    result = pickle.loads((sweep / "0" / "vertex_result.pkl").read_bytes())
-    assert result["attempt"] == 2 and pickle.loads(result["value"]) == "attempt 2 succeeded"
+    result = kept_result(sweep, sweep / "0")
+    assert result.attempt == 2 and load_value(result) == "attempt 2 succeeded"
 
 
 def test_a_cancelled_run_cancels_the_jobs_command_too(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import pytest
 from apputil import read_json, start_app, wait_until
 from fake_vertex import FakeVertex
 from google.cloud import storage
@@ -70,9 +72,11 @@ def test_ctrl_c_while_the_create_is_in_flight_cancels_the_run_once_it_appears(
     assert read_json(sweep / "0" / "vertex_status.json")["state"] == "CANCELLED"
 
 
+@pytest.mark.parametrize("interrupts", [1, 2])
 def test_ctrl_c_while_a_job_is_collected_keeps_its_collected_state(
-    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path, interrupts: int
 ) -> None:
+    """A second Ctrl-C too: it lands while the launcher waits for the collection under way."""
     sweep = tmp_path / "multirun"
     files = 600
     args = sweep_args(fake_vertex, gcs_bucket, sweep, "+x=1", f"+files={files}")
@@ -80,7 +84,9 @@ def test_ctrl_c_while_a_job_is_collected_keeps_its_collected_state(
     try:
         # Only collecting brings out/ into the job's dir: interrupt as soon as it starts.
         wait_until(lambda: (sweep / "0" / "out").is_dir(), timeout=120)
-        launcher.send_signal(signal.SIGINT)
+        for _ in range(interrupts):
+            launcher.send_signal(signal.SIGINT)
+            time.sleep(0.05)
         output, _ = launcher.communicate(timeout=90)
     finally:
         launcher.kill()
@@ -88,6 +94,8 @@ def test_ctrl_c_while_a_job_is_collected_keeps_its_collected_state(
     status = read_json(sweep / "0" / "vertex_status.json")
     assert status["state"] == "SUCCEEDED", status
     assert "nothing was cancelled" in output
+    record = read_json(sweep / "vertex_pipeline" / only_job(fake_vertex) / "run.json")
+    assert record["jobs"]["0"] == {**record["jobs"]["0"], "state": "SUCCEEDED", "collected": True}
 
 
 STAGE_MANY = textwrap.dedent(

@@ -64,12 +64,13 @@ def test_layout_of_a_run(tmp_path: Path) -> None:
     assert run["jobs"]["1"] == {
         "task_name": run["jobs"]["1"]["task_name"],
         "display_name": names[1],
-        "dir": str(sweep / "1"),
+        "dir": "../../1",  # relative to run.json: the sweep dir may move
         "state": "SUCCEEDED",
         # As Hydra wrote them for the job, escaped: the same command line selects the same job.
         "overrides": yaml.safe_load((sweep / "1" / ".hydra" / "overrides.yaml").read_text()),
         "log_name": "flaky.log",
         "collected": True,
+        "superseded_by": None,
     }
     status = read_json(sweep / "1" / "vertex_status.json")
     assert status["job_num"] == 1 and status["started"] and status["ended"]

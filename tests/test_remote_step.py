@@ -6,11 +6,14 @@ import hashlib
 from pathlib import Path
 from typing import Dict, List
 
-import cloudpickle
 import pytest
 
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._collect import load_value
 from hydra_plugins.hydra_vertex_pipeline_launcher._shared import _payload
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._result import new_key, unseal
 from hydra_plugins.hydra_vertex_pipeline_launcher._step import _entry
+
+KEY = new_key()
 
 
 def _step_args(run_root: Path, digests: Dict[str, str], python: str) -> List[str]:
@@ -25,13 +28,15 @@ def _step_args(run_root: Path, digests: Dict[str, str], python: str) -> List[str
         digests["job"],
         "--python",
         python,
+        "--result-key",
+        KEY,
     ]
 
 
 def _result_error(run_root: Path) -> BaseException:
-    result = cloudpickle.loads((run_root / "jobs" / "0" / "result.pkl").read_bytes())
-    error: BaseException = cloudpickle.loads(result["value"])
-    assert result["traceback"]
+    result = unseal((run_root / "jobs" / "0" / "result.pkl").read_bytes(), KEY)
+    error: BaseException = load_value(result)
+    assert result.traceback
     return error
 
 

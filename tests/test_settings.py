@@ -73,6 +73,25 @@ def test_other_wrong_settings_are_one_line_too(tmp_path: Path, setting: str) -> 
     ("settings", "said"),
     [
         (
+            ["hydra.launcher.poll_interval=inf", "hydra.launcher.max_poll_interval=inf"],
+            "hydra.launcher.poll_interval=inf is more than 10000000 s",
+        ),
+        (["hydra.launcher.max_poll_interval=1e300"], "max_poll_interval=1e+300 is more than"),
+        (["hydra.launcher.timeout=1e300"], "hydra.launcher.timeout=1e+300 is more than"),
+        (["hydra.launcher.request_timeout=nan"], "hydra.launcher.request_timeout=nan is not a"),
+        (["hydra.launcher.poll_interval=nan"], "hydra.launcher.poll_interval=nan is not a"),
+    ],
+)
+def test_numbers_that_are_not_finite_or_too_large_are_refused_as_such(
+    tmp_path: Path, settings: List[str], said: str
+) -> None:
+    assert said in _refused(tmp_path, settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (
             ["hydra.launcher.machine_type=n1-highmem-8", "hydra.launcher.resources.cpu_limit=4"],
             "hydra.launcher.resources.cpu_limit sizes a plain step, but "
             "hydra.launcher.machine_type makes each step a CustomJob",

@@ -4,6 +4,7 @@ light."""
 # sys.modules, and dataclasses then cannot resolve string annotations.
 
 import copy
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -130,6 +131,12 @@ class VertexPipelineLauncherConf:
     # The app's entrypoint for execution=command, run in the image's working dir, e.g.
     # ["python", "train.py"]; None: the way this app was started (script or -m module).
     command: Optional[List[str]] = None
+    # Environment variables each step reads from Secret Manager itself, by name: a secret
+    # version, projects/<project>/secrets/<secret>/versions/<version or latest>. Only these
+    # names reach the spec; the values reach neither it nor the staging root.
+    secret_env: Dict[str, str] = field(default_factory=dict)
+    # Where steps read secret_env from; an http:// URL means a local emulator (anonymous).
+    secret_manager_endpoint: str = "https://secretmanager.googleapis.com"
 
 
 @dataclass
@@ -146,6 +153,13 @@ class LauncherConfigError(CompactHydraException, ValueError):
     A CompactHydraException: Hydra prints just its message, which names the setting and the fix,
     instead of the traceback through Hydra and this plugin.
     """
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SECRET_VERSION = re.compile(r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+")
+# The longest number of seconds any time setting may hold: far below what sleeps and thread
+# timeouts overflow at (threading.TIMEOUT_MAX, ~292 years), far above any sensible wait.
+MAX_SECONDS = 1e7
 
 
 def validate(conf: VertexPipelineLauncherConf) -> None:
@@ -239,7 +253,22 @@ def _check_timing(conf: VertexPipelineLauncherConf) -> None:
         _check_positive(conf.timeout, "timeout")
 
 
+def _check_secret_env(conf: VertexPipelineLauncherConf) -> None:
+    for name, version in conf.secret_env.items():
+        if not ENV_NAME.fullmatch(str(name)):
+            raise LauncherConfigError(
+                f"hydra.launcher.secret_env: {name!r} is not an environment variable name "
+                "(letters, digits and _, not starting with a digit)."
+            )
+        if not SECRET_VERSION.fullmatch(str(version)):
+            raise LauncherConfigError(
+                f"hydra.launcher.secret_env.{name}={version!r}: give a secret version, "
+                "projects/<project>/secrets/<secret>/versions/<version or latest>."
+            )
+
+
 def _check_steps(conf: VertexPipelineLauncherConf) -> None:
+    _check_secret_env(conf)
     if conf.retries < 0:
         raise LauncherConfigError(f"hydra.launcher.retries={conf.retries}: set it to 0 or more.")
     if conf.local.max_parallel is not None and conf.local.max_parallel < 1:
@@ -343,8 +372,19 @@ def _check_bucket(staging_root: Optional[str]) -> None:
 
 
 def _check_positive(value: float, name: str) -> None:
+    """A number of seconds that sleeps and timeouts can take (time.sleep(1e300) overflows)."""
+    if math.isnan(value):
+        raise LauncherConfigError(
+            f"hydra.launcher.{name}=nan is not a number: set it to a positive number of seconds."
+        )
     if value <= 0:
         raise LauncherConfigError(f"hydra.launcher.{name}={value}: set it to a positive number.")
+    if value > MAX_SECONDS:
+        raise LauncherConfigError(
+            f"hydra.launcher.{name}={value} is more than {MAX_SECONDS:.0f} s (about 115 days), "
+            "the longest wait this launcher takes: set it to a finite number of seconds up to "
+            "that."
+        )
 
 
 PROVIDER = "vertex_pipeline_launcher"

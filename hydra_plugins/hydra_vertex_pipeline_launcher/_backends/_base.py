@@ -65,6 +65,8 @@ class RunContext:
     job_name: str  # Hydra's job name
     local_dir: Path  # this run's folder in the sweep dir
     staging_uri: str  # <staging_root>/<run_id>
+    # Seals the steps' results (see _shared._result): in the spec and the record, never staged.
+    result_key: str = ""
 
     @property
     def spec_path(self) -> Path:

@@ -26,7 +26,7 @@ from .._launch._pipeline_run import task_outcome
 from .._launch._record import RunRecord, attach_command
 from .._launch._report import LiveReport, live_report
 from .._launch._value import keep as keep_value
-from .._launch._value import plain_from_pickle
+from .._launch._value import sent_as_json
 from .._launch._watch import Outcome, StatusFiles, WatchedJob, Watcher
 from .._shared._storage import open_storage
 from ..config import settings_from
@@ -57,6 +57,7 @@ def run_context(record: RunRecord) -> RunContext:
         job_name=record.job_name,
         local_dir=record.path.parent,
         staging_uri=record.staging_root,
+        result_key=record.result_key,
     )
 
 
@@ -91,8 +92,8 @@ def reach(record: RunRecord) -> Iterator[Reached]:
         def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
             if record.hand_built:
                 return task_outcome(job, task)
-            collected = collect(storage, job, task, f"run {where}", hint)
-            keep_value(job.local_dir, collected.result, plain_from_pickle(collected.result))
+            collected = collect(storage, job, task, f"run {where}", hint, run_key=record.run_key)
+            keep_value(job.local_dir, collected.result, sent_as_json(collected.result))
             return collected.outcome
 
         jobs = [
@@ -100,6 +101,7 @@ def reach(record: RunRecord) -> Iterator[Reached]:
                 num, e.task_name, e.display_name, Path(e.dir), e.log_name, tuple(e.overrides)
             )
             for num, e in sorted(record.jobs.items())
+            if not e.superseded_by  # a newer run owns its dir
         ]
         streamer = LogStreamer(storage, settings.log_upload_interval)
         report = live_report(settings.report, record.record_dir, jobs, streamer)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
-from .._launch._record import RecordError, RunRecord, attach_command, find_runs, read
+from .._launch._record import RecordError, RunRecord, attach_command, find_runs, read, read_all
 from .._launch._report import first_line as _first_line
 from .._launch._report import parse_time as _parse
 from .._launch._report import write_report
@@ -50,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "report":
             return report(Path(args.dir).absolute())
-        records = [read(path) for path in find_runs(Path(args.dir).absolute())]
+        records = _readable(find_runs(Path(args.dir).absolute()))
     except RecordError as e:
         print(e, file=sys.stderr)
         return NO_RUN
@@ -59,6 +59,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return command(records)
     except KeyboardInterrupt:
         return 130
+
+
+def _readable(paths: List[Path]) -> List[RunRecord]:
+    """The records that can be read, each unreadable one said; RecordError if none can."""
+    records, problems = read_all(paths)
+    for problem in problems:
+        print(f"Skipped: {problem}", file=sys.stderr)
+    if not records:
+        raise RecordError(f"No readable run record among {len(paths)}.")
+    return records
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,7 +131,7 @@ def attach(records: List[RunRecord]) -> int:
             except Exception as e:  # noqa: BLE001 - e.g. Vertex unreadable for minutes
                 print(f"Could not watch {record.run_id}: {e!r}", file=sys.stderr)
                 print(f"Its run goes on; try again: {attach_command(record.record_dir)}")
-    return _summary([read(record.path) for record in records])
+    return _summary(_readable([record.path for record in records]))
 
 
 def _summary(records: List[RunRecord]) -> int:
@@ -147,7 +157,7 @@ def cancel(records: List[RunRecord]) -> int:
             confirmed = confirmed and outcome is not None
             if outcome is CancelOutcome.NEVER_CREATED:
                 print(f"{record.run_id} was never created: nothing ran, nothing to cancel.")
-    _summary([read(record.path) for record in records])
+    _summary(_readable([record.path for record in records]))
     return OK if confirmed else NOT_OK
 
 

@@ -29,6 +29,8 @@ REMOTE_MODULE = "hydra_plugins.hydra_vertex_pipeline_launcher._step._entry"
 PLACEHOLDER_IMAGE = "python:3.11-slim"  # the local backend ignores the image
 DESCRIPTION = "Hydra jobs launched by hydra-vertex-pipeline-launcher"
 TASK_PREFIX = "hydra-job"
+# Vertex's limit on a CustomJob's display name.
+CUSTOM_JOB_NAME_LIMIT = 128
 # Shapes compiled by one kfp pipeline: kfp's compile time grows with the square of its tasks.
 SHAPES_PER_COMPILE = 50
 
@@ -88,12 +90,14 @@ def build_pipeline(
     staged: StagedRun,
     spec_path: Path,
     job_settings: Dict[int, VertexPipelineLauncherConf],
+    result_key: str = "",
 ) -> Dict[str, int]:
     """Compiles the pipeline into spec_path; returns each task's name in the DAG -> job num.
 
-    settings: the run's; job_settings: each job's, which shape its step.
+    settings: the run's; job_settings: each job's, which shape its step; result_key: the key
+    its steps seal their results with (in the spec, never in the staging root).
     """
-    component = _job_component(settings, run_root_uri, staged)
+    component = _job_component(settings, run_root_uri, staged, result_key)
     steps = _Steps(
         component=component,
         custom_jobs=_custom_job_steps(component, settings, jobs),
@@ -141,10 +145,16 @@ def _task_inputs(
 ) -> Dict[str, str]:
     inputs = job_inputs(job, steps.staged, settings)
     if machine_shape(settings) is not None:
-        # The CustomJob's own name: inserted raw into a JSON payload, so never the job's
-        # display name (quotes, backslashes).
-        inputs["display_name"] = f"{steps.run_id}-{job.num}"
+        inputs["display_name"] = custom_job_display_name(steps.run_id, job.num)
     return inputs
+
+
+def custom_job_display_name(run_id: str, num: int) -> str:
+    """The CustomJob's own name, `<run id>-<num>`, cut to Vertex's 128 characters from the run
+    id's end. Inserted raw into a JSON payload, so never the job's display name (quotes,
+    backslashes)."""
+    suffix = f"-{num}"
+    return run_id[: CUSTOM_JOB_NAME_LIMIT - len(suffix)] + suffix
 
 
 def _compile_shapes(shapes: List[_Shape], steps: _Steps, name: str) -> Dict[str, Any]:
@@ -301,7 +311,7 @@ def _custom_job_steps(
 
 
 def _job_component(
-    settings: VertexPipelineLauncherConf, run_root_uri: str, staged: StagedRun
+    settings: VertexPipelineLauncherConf, run_root_uri: str, staged: StagedRun, result_key: str
 ) -> Any:
     from kfp import dsl
 
@@ -313,13 +323,22 @@ def _job_component(
         str(settings.log_upload_interval),
         "--request-timeout",
         str(settings.request_timeout),
+        "--result-key",
+        result_key,
     ]
     if settings.timeout is not None:
         # Enforced by the step itself, so it holds on every backend.
         fixed_args += ["--timeout", str(settings.timeout)]
+    for name, version in sorted(settings.secret_env.items()):
+        # The secret's name: the step reads its value itself.
+        fixed_args += ["--secret-env", f"{name}={version}"]
+    if settings.secret_env:
+        fixed_args += ["--secret-manager-endpoint", settings.secret_manager_endpoint]
     command = ["python", "-m", REMOTE_MODULE]
+    _refuse_placeholders(fixed_args)
     if staged.command is not None:
         app_command = ["--", *staged.command.args]
+        _refuse_placeholders(app_command)
 
         @dsl.container_component
         def hydra_command_job(job_num: str, overrides: str) -> dsl.ContainerSpec:
@@ -342,6 +361,19 @@ def _job_component(
         )
 
     return hydra_job
+
+
+def _refuse_placeholders(args: List[str]) -> None:
+    """KFP placeholders (`{{$.inputs...}}`) in a step's arguments are filled in by every backend,
+    so a path holding that text would reach the step changed: refused before anything is
+    uploaded, naming it."""
+    for arg in args:
+        if "{{$" in arg:
+            raise LauncherConfigError(
+                f"{arg!r} holds the text '{{{{$', which Vertex (and the local backend) read as a "
+                "pipeline placeholder and replace: rename that folder (hydra.sweep.dir, "
+                "hydra.launcher.staging_root, --config-dir) or setting."
+            )
 
 
 def _python_version() -> str:

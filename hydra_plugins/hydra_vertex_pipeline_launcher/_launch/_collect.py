@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import pickle
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -17,6 +16,7 @@ from .._backends._base import State, TaskStatus
 from .._shared import _layout
 from .._shared._app_main import loads_from_step
 from .._shared._job_dirs import job_output_path
+from .._shared._result import ResultRefused, RunKey, SealedResult, unseal
 from .._shared._storage import Storage, UnsafeObjectName
 from ._compose import ComposedJob
 from ._watch import Outcome, WatchedJob
@@ -50,20 +50,32 @@ class PipelineTaskError(RuntimeError):
     """A job whose step ended without handing back a result (killed, cancelled, never ran)."""
 
 
+class RemoteJobError(RuntimeError):
+    """A job whose step handed back an outcome that cannot be loaded here (an exception class
+    that does not unpickle, a class only the image has): what it said, as text."""
+
+
 @dataclass(frozen=True)
 class Collected:
     """A finished job, as collected into its dir: needs nothing of the composed job, so that a
     run can be collected by a process that did not launch it (attach)."""
 
     outcome: Outcome
-    # The step's result (see _step._handback._result_bytes); None when it handed back none.
-    result: Optional[Dict[str, Any]]
+    # The step's result, its seal checked, its value not loaded; None when it handed back none.
+    result: Optional[SealedResult]
 
 
 def collect(
-    storage: Storage, job: WatchedJob, task: TaskStatus, run_hint: str, attach_hint: str = ""
+    storage: Storage,
+    job: WatchedJob,
+    task: TaskStatus,
+    run_hint: str,
+    attach_hint: str = "",
+    *,
+    run_key: RunKey,
 ) -> Collected:
-    """Never raises for one job's trouble: every other job's results must survive it.
+    """Never raises for one job's trouble: every other job's results must survive it. Loads
+    nothing but JSON: a result is taken only once its seal proves the run's step wrote it.
 
     When the staging root cannot be read (each request retried for request_timeout), the job
     is FAILED and not collected: its outputs and result stay where the step left them, and
@@ -71,7 +83,7 @@ def collect(
     """
     try:
         problems = _fetch_outputs(storage, job)
-        raw = _fetch_result(storage, job)
+        raw = storage.read(_layout.job_result(job.num))
     except Exception as e:  # noqa: BLE001 - reported on the job, not raised
         where = storage.uri(_layout.job_prefix(job.num))
         message = (
@@ -81,60 +93,64 @@ def collect(
         if attach_hint:
             message += f": {attach_hint}"
         return Collected(Outcome(State.FAILED, message, collected=False), None)
-    try:
-        result, error = (None if raw is None else read_result(raw)), None
-    except Exception as e:  # noqa: BLE001
-        result, error = None, f"its result could not be read: {e!r}"
+    result, refused = _checked(raw, run_key, job)
     if result is None:
-        reason = error or f"its step ended {task.state.value} without a result"
+        reason = refused or f"its step ended {task.state.value} without a result"
         reason += _attempts_note(storage, job.num)
         if task.error:
             reason += f"; {task.error}"
         message = f"job #{job.num} ({job.display_name}): " + "; ".join([reason, *problems])
-        state = State.CANCELLED if task.state is State.CANCELLED else State.FAILED
+        cancelled = task.state is State.CANCELLED and not refused
+        state = State.CANCELLED if cancelled else State.FAILED
         return Collected(Outcome(state, f"{message} ({run_hint})"), None)
-    if result["upload_error"]:
-        problems.append(result["upload_error"])
-    problems += result.get("warnings") or []
+    if result.upload_error:
+        problems.append(result.upload_error)
+    problems += list(result.warnings)
     if problems:
         log.warning(f"job #{job.num}: " + "; ".join(problems))
-    if result["status"] is JobStatus.COMPLETED:
+    if result.status == JobStatus.COMPLETED.name:
         return Collected(Outcome(State.SUCCEEDED, "; ".join(problems) or None), result)
     return Collected(Outcome(State.FAILED, "\n".join([*problems, failure(result)])), result)
 
 
 def _fetch_outputs(storage: Storage, job: WatchedJob) -> List[str]:
-    """The step's output dir into the job dir; what could not be written, said."""
+    """The step's output dir into the job dir; what could not be written, said. Names only the
+    launcher writes (the job's status and result, a single run's records) are refused."""
     try:
-        storage.download_dir(_layout.job_output(job.num), job.local_dir)
+        storage.download_dir(_layout.job_output(job.num), job.local_dir, _layout.LAUNCHER_OWNED)
     except UnsafeObjectName as e:  # refused names are never written; the rest came back
         return [f"its outputs could not all be collected: {e}"]
     return []
 
 
-def _fetch_result(storage: Storage, job: WatchedJob) -> Optional[bytes]:
-    """The step's raw result, also kept in the job dir: a staging root may be cleaned up, and
-    resume rebuilds the job's JobReturn from it."""
-    raw = storage.read(_layout.job_result(job.num))
-    if raw is not None:
-        kept = job.local_dir / _layout.JOB_RESULT_FILE
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        kept.write_bytes(raw)
-    return raw
+def _checked(
+    raw: Optional[bytes], run_key: RunKey, job: WatchedJob
+) -> Tuple[Optional[SealedResult], str]:
+    """The result if its seal matches and it is this job's; else why it was refused. A sealed
+    result is also kept in the job dir: a staging root may be cleaned up, and resume rebuilds
+    the job's JobReturn from it."""
+    if raw is None:
+        return None, ""
+    try:
+        result = unseal(raw, run_key.key)
+        if (result.run_id, result.job) != (run_key.run_id, job.num):
+            raise ResultRefused(
+                f"it is the result of job #{result.job} of run {result.run_id}, copied here"
+            )
+    except ResultRefused as e:
+        log.error(f"job #{job.num}: its result was refused: {e}")
+        return None, f"its result was refused and not loaded: {e}"
+    kept = job.local_dir / _layout.JOB_RESULT_FILE
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(raw)
+    return result, ""
 
 
-def read_result(raw: bytes) -> Dict[str, Any]:
-    """The outer result holds plain values only; the return value stays pickled in "value"
-    until a JobReturn is built, so a process without the app's modules can read the rest."""
-    result: Dict[str, Any] = pickle.loads(raw)
-    return result
-
-
-def failure(result: Dict[str, Any]) -> str:
+def failure(result: SealedResult) -> str:
     """A failed step's own account: its traceback, and how many attempts it took."""
-    error = str(result["traceback"]) or f"the step reported {result['status'].name}, saying no more"
-    if result["attempt"] > 1:
-        error += f"\n(the last of {result['attempt']} attempts of its step)"
+    error = result.traceback or f"the step reported {result.status}, saying no more"
+    if result.attempt > 1:
+        error += f"\n(the last of {result.attempt} attempts of its step)"
     return error
 
 
@@ -146,22 +162,65 @@ def _attempts_note(storage: Storage, num: int) -> str:
     return f" after {attempts} attempts" if attempts > 1 else ""
 
 
-def job_return(job: ComposedJob, collected: Collected, local_cwd: str) -> JobReturn:
-    """The JobReturn of a collected job, rebuilt from the job composed here."""
+def job_return(job: ComposedJob, collected: Collected, local_cwd: str) -> Tuple[JobReturn, Outcome]:
+    """The JobReturn of a collected job, rebuilt from the job composed here, and the job's
+    outcome: FAILED, saying why, when its value or exception cannot be loaded here."""
     result = collected.result
     if result is None:
         returned = composed_return(job, local_cwd, ran_in_output_dir=_chdir(job.sweep_config))
         returned.status = JobStatus.FAILED
         returned.return_value = PipelineTaskError(collected.outcome.error)
-        return returned
-    returned = composed_return(job, local_cwd, result["ran_in_output_dir"])
-    returned.status = result["status"]
-    returned.return_value = loads_from_step(result["value"])
-    exception = returned._return_value
-    if returned.status is not JobStatus.COMPLETED and hasattr(exception, "add_note"):
-        # Python 3.11+: shown under the exception
-        exception.add_note(f"Remote traceback of job #{job.num}:\n{failure(result)}")
-    return returned
+        return returned, collected.outcome
+    returned = composed_return(job, local_cwd, result.ran_in_output_dir)
+    returned.status = JobStatus[result.status]
+    try:
+        returned.return_value = load_value(result)
+    except Exception as e:  # noqa: BLE001 - one job's value must not cost the others theirs
+        return _unloadable(job, returned, collected, e)
+    if returned.status is not JobStatus.COMPLETED:
+        _note_remote_traceback(returned._return_value, job.num, result)
+    return returned, collected.outcome
+
+
+def load_value(result: SealedResult) -> Any:
+    """The job's return value (or exception): plain JSON, or what its step pickled."""
+    if "json" in result.value:
+        return result.value["json"]
+    return loads_from_step(result.pickled)
+
+
+def _unloadable(
+    job: ComposedJob, returned: JobReturn, collected: Collected, error: Exception
+) -> Tuple[JobReturn, Outcome]:
+    result = collected.result
+    assert result is not None
+    loading = f"{type(error).__name__}: {error}"
+    if returned.status is JobStatus.COMPLETED:
+        headline = (
+            f"the job succeeded, but its return value could not be loaded here ({loading}): "
+            "return plain values, or classes importable where you launch"
+        )
+    else:
+        said = _last_line(result.traceback) or f"the job ended {result.status}"
+        headline = f"{said} (its exception could not be loaded here: {loading})"
+    returned.status = JobStatus.FAILED
+    returned.return_value = RemoteJobError(f"job #{job.num}: {headline}")
+    if result.traceback:
+        _note_remote_traceback(returned._return_value, job.num, result)
+    message = "\n".join(part for part in (headline, collected.outcome.error) if part)
+    log.error(f"job #{job.num}: {headline}")
+    return returned, Outcome(State.FAILED, message, collected.outcome.collected)
+
+
+def _note_remote_traceback(exception: Any, num: int, result: SealedResult) -> None:
+    if hasattr(exception, "add_note"):  # Python 3.11+: shown under the exception
+        exception.add_note(f"Remote traceback of job #{num}:\n{failure(result)}")
+
+
+def _last_line(trace: str) -> str:
+    """A Python traceback's last line names the exception and its message."""
+    lines = [line for line in trace.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
 
 
 def composed_return(job: ComposedJob, local_cwd: str, ran_in_output_dir: bool) -> JobReturn:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 
 from .._shared._job_dirs import RUN_DIR_KEYS, SWEEP_DIR_KEYS, DirKeys, job_output_dir
+from .._shared._overrides import task_overrides
 
 DISPLAY_NAME_LIMIT = 128
 
@@ -214,10 +215,3 @@ def display_name(num: int, overrides: Sequence[str]) -> str:
     shown = " ".join(filter_overrides(overrides)) or "(no overrides)"
     name = f"#{num} {shown}"
     return name if len(name) <= DISPLAY_NAME_LIMIT else name[: DISPLAY_NAME_LIMIT - 3] + "..."
-
-
-def task_overrides(config: DictConfig) -> List[str]:
-    """The job's overrides as given, as Hydra's run_job writes them: an interpolation in one
-    (`+token=${oc.env:TOKEN}`) stays unresolved."""
-    overrides: List[str] = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
-    return overrides

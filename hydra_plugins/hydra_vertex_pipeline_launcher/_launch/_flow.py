@@ -37,6 +37,7 @@ from .._backends._base import (
 from .._backends._choice import make_backend
 from .._shared._layout import RUNS_DIR
 from .._shared._process_tree import process_identity
+from .._shared._result import RunKey, new_key
 from .._shared._storage import Storage, open_storage
 from ..config import (
     IN_STEP_ENV,
@@ -57,7 +58,8 @@ from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
 
 log = logging.getLogger(__name__)
 
-RUN_ID_LIMIT = 128
+# Vertex's pipeline job ids match ^[a-z][-a-z0-9]{0,127}$, but its API asks for fewer than 128.
+RUN_ID_LIMIT = 127
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,10 @@ def launch_single(
 def _launch(request: _Launch, jobs: List[ComposedJob], record_dir: Path) -> Dict[int, JobReturn]:
     """record_dir: the sweep dir, or a single run's own dir."""
     local_cwd = str(request.config.hydra.runtime.cwd)
-    kept = _resume.kept_returns(jobs, local_cwd) if request.settings.resume else {}
+    kept = _resume.kept_returns(jobs, local_cwd, record_dir) if request.settings.resume else {}
     to_run = [job for job in jobs if job.num not in kept]
+    if request.settings.resume:
+        _resume.refuse_running(to_run, record_dir)
     if not to_run:
         log.info(
             f"All {len(jobs)} jobs succeeded in an earlier run (hydra.launcher.resume=true): "
@@ -124,7 +128,6 @@ def _launch(request: _Launch, jobs: List[ComposedJob], record_dir: Path) -> Dict
             f"Resuming: {len(kept)} of {len(jobs)} jobs succeeded in an earlier run; "
             f"{len(to_run)} run now"
         )
-    _resume.clear_earlier_outcomes(to_run)
     return {**kept, **_run_pipeline(request, to_run, record_dir)}
 
 
@@ -153,8 +156,9 @@ def _run_pipeline(
         with tempfile.TemporaryDirectory() as scratch:
             compiled = Path(scratch) / run.spec_path.name
             task_jobs = build_pipeline(
-                settings, run.pipeline_name, run.staging_uri, jobs, staged, compiled, job_settings
-            )
+                settings, run.pipeline_name, run.staging_uri, jobs, staged, compiled, job_settings,
+                run.result_key,
+            )  # fmt: skip
             storage.check_access()
             run.spec_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(compiled), run.spec_path)
@@ -162,7 +166,10 @@ def _run_pipeline(
         by_num = {job.num: job for job in jobs}
         watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]
         local_cwd = str(request.config.hydra.runtime.cwd)
-        return _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
+        # Only now: a relaunch refused while packing, building, staging or creating keeps the
+        # earlier outcomes (and resume finds them again).
+        with _resume.earlier_outcomes_set_aside(jobs):
+            return _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
     finally:
         backend.close()
 
@@ -190,13 +197,13 @@ def _submit_and_watch(
     where = backend.location.console_url or backend.location.resource_name
     returns: Dict[int, JobReturn] = {}
     attach_hint = attach_command(run.record_dir) if backend.outlives_launcher else ""
+    run_key = RunKey(run.run_id, run.result_key)
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-        collected = collect(storage, job, task, f"run {where}", attach_hint)
-        returned = job_return(by_num[job.num], collected, local_cwd)
-        returns[job.num] = returned
-        keep_value(job.local_dir, collected.result, returned._return_value)
-        return collected.outcome
+        collected = collect(storage, job, task, f"run {where}", attach_hint, run_key=run_key)
+        returns[job.num], outcome = job_return(by_num[job.num], collected, local_cwd)
+        keep_value(job.local_dir, collected.result, returns[job.num]._return_value)
+        return outcome
 
     streamer = None
     if not backend.steps_share_filesystem:
@@ -252,8 +259,11 @@ def submit_and_watch(
             # Handled and said: end as that signal's default action would, with no traceback.
             raise SystemExit(128 + interrupt.signum) from None
         raise
-    except LauncherConfigError:
-        raise  # the backend refused the run: nothing was created
+    except LauncherConfigError as refused:
+        # The backend refused the run: nothing was created, and its record says so.
+        record.never_created = True
+        watcher.mark_interrupted(State.FAILED, f"the run was not created: {refused}")
+        raise
     except Exception:
         _watch_failed(backend, watcher, run, where)
         raise
@@ -283,6 +293,7 @@ def new_record(
         settings=reach_settings(settings),
         created=utc_now(),
         max_parallel=_cap(settings),
+        result_key=run.result_key,
         jobs={
             job.num: JobEntry(
                 overrides=list(job.overrides),
@@ -342,6 +353,7 @@ def new_run(settings: VertexPipelineLauncherConf, job_name: str, record_dir: Pat
         job_name=job_name,
         local_dir=record_dir / RUNS_DIR / run_id,
         staging_uri=f"{staging_root.rstrip('/')}/{run_id}",
+        result_key=new_key(),
     )
 
 
@@ -353,7 +365,8 @@ def pipeline_slug(name: str) -> str:
 
 
 def new_run_id(pipeline_name: str) -> str:
-    """A Vertex pipeline job id, ^[a-z][-a-z0-9]{0,127}$: the pipeline's name and the time."""
+    """A Vertex pipeline job id, at most RUN_ID_LIMIT characters: the pipeline's name and the
+    time."""
     suffix = f"-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     return pipeline_name[: RUN_ID_LIMIT - len(suffix)].rstrip("-") + suffix
 
@@ -441,6 +454,7 @@ def _cancel(
         return None
     if outcome is CancelOutcome.NEVER_CREATED:
         reason = "the launcher was interrupted before the run was created"
+        watcher.files.record.never_created = True
         watcher.mark_interrupted(State.CANCELLED, reason)
         log.warning(f"Interrupted before {where} was created: nothing ran, nothing to cancel")
     return outcome

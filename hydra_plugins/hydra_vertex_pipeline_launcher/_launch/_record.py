@@ -12,9 +12,10 @@ import os
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .._shared._layout import RUNS_DIR
+from .._shared._result import RunKey
 from ..config import VertexPipelineLauncherConf
 
 RECORD_FILE = "run.json"
@@ -47,6 +48,9 @@ class JobEntry:
     # True once its outputs and result are in its dir (or it ended with none to fetch); a job
     # whose collect failed (storage unreachable) stays False until `attach` fetches them.
     collected: bool = False
+    # A newer run recorded for the same dir (resume ran it again): that run owns the dir, and
+    # this one never writes to it again. Set whenever the records are read (read_all).
+    superseded_by: Optional[str] = None
 
 
 @dataclass
@@ -75,6 +79,11 @@ class RunRecord:
     launcher: Optional[str] = None
     # Steps of the run that may run at once (the local backend's lanes); None: no cap.
     max_parallel: Optional[int] = None
+    # The key the run's steps seal their results with: a result is trusted only when it matches.
+    result_key: str = ""
+    # True when the backend refused the run or the launcher stopped before creating it: nothing
+    # ran, so the run owns no job dir.
+    never_created: bool = False
 
     @property
     def record_dir(self) -> Path:
@@ -82,10 +91,14 @@ class RunRecord:
         return self.path.parent.parent.parent
 
     @property
+    def run_key(self) -> RunKey:
+        return RunKey(self.run_id, self.result_key)
+
+    @property
     def finished(self) -> bool:
         """The run ended and every job was collected: nothing more to read or fetch."""
         return self.state in ("SUCCEEDED", "FAILED", "CANCELLED") and all(
-            job.collected for job in self.jobs.values()
+            job.collected or job.superseded_by for job in self.jobs.values()
         )
 
 
@@ -94,22 +107,74 @@ def reach_settings(settings: VertexPipelineLauncherConf) -> Dict[str, Any]:
 
 
 def write(record: RunRecord) -> None:
+    """Paths inside the record's dir are stored relative to it: a moved or copied sweep dir
+    still leads to its own job dirs."""
     data = asdict(record)
     del data["path"]
-    data["jobs"] = {str(num): job for num, job in data["jobs"].items()}
+    base = record.path.parent
+    data["pipeline_spec"] = _relative(data["pipeline_spec"], base)
+    data["staging_root"] = _relative(data["staging_root"], base)
+    data["jobs"] = {
+        str(num): {**job, "dir": _relative(job["dir"], base)} for num, job in data["jobs"].items()
+    }
     write_json(record.path, data)
 
 
 def read(path: Path) -> RunRecord:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        jobs = {int(num): JobEntry(**job) for num, job in data.pop("jobs").items()}
+        base = path.parent
+        jobs = {
+            int(num): JobEntry(**{**job, "dir": _absolute(job["dir"], base)})
+            for num, job in data.pop("jobs").items()
+        }
+        data["pipeline_spec"] = _absolute(data["pipeline_spec"], base)
+        data["staging_root"] = _absolute(data["staging_root"], base)
         return RunRecord(path=path, jobs=jobs, **data)
-    except (OSError, ValueError, TypeError, KeyError) as e:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         raise RecordError(
             f"{path} is not a run record this version can read ({e!r}); was it written by an "
             "older version of hydra-vertex-pipeline-launcher?"
         ) from e
+
+
+def _relative(location: str, base: Path) -> str:
+    """A local path inside the record's dir's parent (the sweep dir's vertex_pipeline/... or
+    the sweep dir's jobs), relative to the record's dir; anything else (gs://...) as it is."""
+    if "://" in location or not os.path.isabs(location):
+        return location
+    record_dir = base.parent.parent
+    inside = Path(location) == record_dir or record_dir in Path(location).parents
+    return os.path.relpath(location, base) if inside else location
+
+
+def _absolute(location: str, base: Path) -> str:
+    if not isinstance(location, str):
+        raise TypeError(f"{location!r} is not a path")
+    if "://" in location:
+        return location
+    return os.path.normpath(location if os.path.isabs(location) else base / location)
+
+
+def read_all(paths: List[Path]) -> Tuple[List[RunRecord], List[str]]:
+    """The records that can be read, and why each other one cannot: one bad record does not
+    hide the others. Each job dir belongs to the newest record that names it (records come
+    oldest first): older ones are marked superseded for it."""
+    records: List[RunRecord] = []
+    problems: List[str] = []
+    for path in paths:
+        try:
+            records.append(read(path))
+        except RecordError as e:
+            problems.append(str(e))
+    owner: Dict[str, str] = {}
+    for record in reversed(records):
+        if record.never_created:
+            continue
+        for entry in record.jobs.values():
+            newer = owner.setdefault(entry.dir, record.run_id)
+            entry.superseded_by = newer if newer != record.run_id else None
+    return records, problems
 
 
 def find_runs(directory: Path) -> List[Path]:
@@ -130,7 +195,7 @@ def find_runs(directory: Path) -> List[Path]:
 def _created(path: Path) -> str:
     try:
         return str(json.loads(path.read_text(encoding="utf-8")).get("created", ""))
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return ""
 
 

@@ -3,16 +3,15 @@ collected: the report reads numbers, strings and dicts of them without unpicklin
 
 from __future__ import annotations
 
-import io
 import math
 import numbers
-import pickle
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from hydra.core.utils import JobStatus
 
 from .._shared._layout import JOB_VALUE_FILE
+from .._shared._result import SealedResult
 from ._record import write_json
 
 # Deeper or longer structures are not metrics a table can show (a column each).
@@ -42,30 +41,17 @@ def plain(value: Any, depth: int = 0) -> Any:
     return None
 
 
-def keep(job_dir: Path, result: Optional[Dict[str, Any]], value: Any) -> None:
+def keep(job_dir: Path, result: Optional[SealedResult], value: Any) -> None:
     """result: the step's result as collected (None: it handed back none); value: its return
     value, read only where it completed."""
     if result is None:
         return
-    completed = result["status"] is JobStatus.COMPLETED
-    kept = {"value": plain(value) if completed else None, "attempts": result["attempt"]}
+    completed = result.status == JobStatus.COMPLETED.name
+    kept = {"value": plain(value) if completed else None, "attempts": result.attempt}
     write_json(job_dir / JOB_VALUE_FILE, kept)
 
 
-class _PlainOnly(pickle.Unpickler):
-    """Builds no object of any class: plain data (numbers, strings, lists, dicts) loads, and
-    nothing in the pickle can run code."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
-
-
-def plain_from_pickle(result: Optional[Dict[str, Any]]) -> Any:
-    """A result's return value where it is plain data, for a process without the app's
-    modules (attach); None otherwise (e.g. a numpy number: only the launcher shows those)."""
-    if result is None:
-        return None
-    try:
-        return _PlainOnly(io.BytesIO(result["value"])).load()
-    except Exception:  # noqa: BLE001 - a value that is not plain data is simply not shown
-        return None
+def sent_as_json(result: Optional[SealedResult]) -> Any:
+    """A result's return value where its step sent it as JSON (plain data), for a process that
+    loads no pickle (attach); None otherwise (e.g. a numpy number: only the launcher shows it)."""
+    return None if result is None else result.value.get("json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -126,6 +127,11 @@ class Watcher:
         }
         self.run_state = State.PENDING  # as last read
         self.failed_reads = 0
+        # Collecting threads record their jobs while an interrupt may be marking the others.
+        self._lock = threading.Lock()
+        # Collections submitted and not ended yet.
+        self._collections = threading.Condition()
+        self._in_flight = 0
 
     def watch(self) -> None:
         """Polls until the run ends; every job is collected exactly once."""
@@ -162,10 +168,12 @@ class Watcher:
     def mark_interrupted(self, state: State, error: str) -> None:
         """Every job not yet ended gets `state`; ended jobs keep theirs, and so does a run that
         had ended."""
-        for name, job in self.files.jobs.items():
-            if name not in self.done:
-                seen = self.seen.get(name, TaskStatus(State.PENDING))
-                self.files.write_job(job, TaskStatus(state, seen.started, utc_now(), error))
+        self._wait_for_collections()  # an interrupt may have cut the wait for them short
+        with self._lock:
+            for name, job in self.files.jobs.items():
+                if name not in self.done:
+                    seen = self.seen.get(name, TaskStatus(State.PENDING))
+                    self.files.write_job(job, TaskStatus(state, seen.started, utc_now(), error))
         if self.run_state.terminal:
             self.files.write_run(self.run_state)
         else:
@@ -224,26 +232,54 @@ class Watcher:
     def _finish(self, ended: List[Tuple[WatchedJob, TaskStatus]]) -> None:
         """Collects jobs that ended together in parallel: each collect is a few round trips.
 
-        Each job is recorded as soon as it is collected; on an interrupt, collections already
-        under way finish and are recorded too, and the others are not started.
+        Each job is recorded by the thread that collected it, as soon as it is. On an interrupt,
+        collections already under way finish and are recorded; the others are not started.
+        The wait for them is on a condition, never a thread join: an interrupted join (a second
+        Ctrl-C) takes a thread for ended while it still runs, and the interpreter would then
+        not wait for it at exit.
         """
         pool = ThreadPoolExecutor(COLLECT_WORKERS, thread_name_prefix="collect")
-        pending: Dict[Future[Outcome], Tuple[WatchedJob, TaskStatus]] = {
-            pool.submit(self.on_job_done, job, task): (job, task) for job, task in ended
-        }
         try:
-            for future in as_completed(pending):
-                self._record(*pending.pop(future), future.result())
+            futures = [self._submit(pool, job, task) for job, task in ended]
+            for future in as_completed(futures):
+                future.result()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            for future, (job, task) in pending.items():
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    self._record(job, task, future.result())
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._wait_for_collections()
+
+    def _submit(self, pool: ThreadPoolExecutor, job: WatchedJob, task: TaskStatus) -> Future[None]:
+        with self._collections:
+            self._in_flight += 1
+        future = pool.submit(self._collect, job, task)
+        future.add_done_callback(self._collection_done)  # also when cancelled before it ran
+        return future
+
+    def _collection_done(self, future: Future[None]) -> None:
+        with self._collections:
+            self._in_flight -= 1
+            self._collections.notify_all()
+
+    def _wait_for_collections(self) -> None:
+        with self._collections:
+            while self._in_flight:
+                self._collections.wait()
+
+    def _collect(self, job: WatchedJob, task: TaskStatus) -> None:
+        """One job collected and recorded; whatever goes wrong fails that job alone."""
+        try:
+            outcome = self.on_job_done(job, task)
+        except Exception as e:  # noqa: BLE001 - the watcher never dies of one job
+            log.exception(f"job #{job.num}: collecting it failed")
+            error = f"job #{job.num} ({job.display_name}): collecting it failed: {e!r}"
+            outcome = Outcome(State.FAILED, error, collected=False)
+        self._record(job, task, outcome)
 
     def _record(self, job: WatchedJob, task: TaskStatus, outcome: Outcome) -> None:
-        self.done[job.task_name] = outcome
-        finished = TaskStatus(outcome.state, task.started, task.ended or utc_now(), outcome.error)
-        self.files.write_job(job, finished, outcome.collected)
+        with self._lock:
+            self.done[job.task_name] = outcome
+            ended = task.ended or utc_now()
+            finished = TaskStatus(outcome.state, task.started, ended, outcome.error)
+            self.files.write_job(job, finished, outcome.collected)
 
     def _finish_unended(self, status: RunStatus) -> None:
         ended = []

@@ -20,6 +20,18 @@ class JobTimedOut(TimeoutError):
     """The job ran past hydra.launcher.timeout; its step stopped it."""
 
 
+class JobRaisedBaseException(RuntimeError):
+    """The task raised a BaseException that is not an Exception (asyncio.CancelledError, say),
+    which Hydra's run_job would let end the step without a result."""
+
+    @classmethod
+    def naming(cls, error: BaseException) -> "JobRaisedBaseException":
+        kind = type(error)
+        module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+        name = f"{module}{kind.__qualname__}"
+        return cls(f"the job raised {name}: {error}" if str(error) else f"the job raised {name}")
+
+
 def pickle_outcome(
     status: JobStatus,
     value: Any,

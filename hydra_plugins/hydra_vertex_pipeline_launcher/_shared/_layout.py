@@ -13,6 +13,9 @@ JOB_STATUS_FILE = "vertex_status.json"
 JOB_RESULT_FILE = "vertex_result.pkl"
 # The return value as plain JSON, and the attempts its step took (written when collected).
 JOB_VALUE_FILE = "vertex_value.json"
+# Names in a job's dir that only the launcher writes: never uploaded from it, nor collected into
+# it (a single run's dir is its record dir, holding the runs' records and result keys).
+LAUNCHER_OWNED = frozenset({JOB_STATUS_FILE, JOB_RESULT_FILE, JOB_VALUE_FILE, RUNS_DIR})
 
 
 def job_prefix(num: int) -> str:

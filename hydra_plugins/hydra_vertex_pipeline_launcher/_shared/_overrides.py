@@ -1,11 +1,13 @@
-"""A command-mode job's overrides as one task input: encoded by the launcher's build, decoded by
-the step."""
+"""A job's overrides as Hydra records them, and a command-mode job's overrides as one task
+input: encoded by the launcher's build, decoded by the step."""
 
 from __future__ import annotations
 
 import json
 from typing import List
 from urllib.parse import quote, unquote
+
+from omegaconf import DictConfig, OmegaConf
 
 # Kept as they are in a job's overrides input; all else is percent-encoded: a CustomJob step's
 # launcher inserts the input raw into a JSON payload (quotes, backslashes, control characters),
@@ -20,4 +22,11 @@ def encode_overrides(overrides: List[str]) -> str:
 
 def decode_overrides(encoded: str) -> List[str]:
     overrides: List[str] = json.loads(unquote(encoded))
+    return overrides
+
+
+def task_overrides(config: DictConfig) -> List[str]:
+    """The job's overrides as given, as Hydra's run_job writes them: an interpolation in one
+    (`+token=${oc.env:TOKEN}`) stays unresolved."""
+    overrides: List[str] = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
     return overrides

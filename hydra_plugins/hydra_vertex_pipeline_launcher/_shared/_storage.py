@@ -46,9 +46,12 @@ class Storage(Protocol):
 
     def upload_file(self, local_file: Path, name: str) -> None: ...
 
-    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
+    def download_dir(
+        self, prefix: str, local_dir: Path, skip: AbstractSet[str] = frozenset()
+    ) -> List[Path]:
         """Downloads what is below prefix into local_dir; then raises UnsafeObjectName if any
-        name was refused (never written)."""
+        name was refused (never written): unsafe ones, and those whose relative path, or top
+        folder, is in skip."""
         ...
 
     def delete_below(self, name: str) -> None:
@@ -98,10 +101,16 @@ def files_below(local_dir: Path, skip: AbstractSet[str] = frozenset()) -> List[P
     return sorted(rel for rel in found if str(rel) not in skip and rel.parts[0] not in skip)
 
 
+# Of a destination's name, what its temp file's name keeps (a name is at most 255 bytes).
+TEMP_NAME_KEPT = 64
+
+
 def _temp_beside(dest: Path) -> str:
-    """A fresh name next to dest; whoever creates it gets the usual mode (mkstemp's is 0600)."""
+    """A fresh name next to dest; whoever creates it gets the usual mode (mkstemp's is 0600).
+    Its name keeps only the start of dest's: a name of up to 255 bytes still fits."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return str(dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part"))
+    kept = dest.name.encode()[:TEMP_NAME_KEPT].decode(errors="ignore")
+    return str(dest.with_name(f".{kept}.{secrets.token_hex(6)}.part"))
 
 
 def _replace_atomically(dest: Path, write: Any) -> None:
@@ -161,10 +170,12 @@ class LocalStorage:
         # A hard link costs no disk: the local backend's outputs already sit in the job dir.
         _copy_unless_same(local_file, self.root / safe_relative(name), link=True)
 
-    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
+    def download_dir(
+        self, prefix: str, local_dir: Path, skip: AbstractSet[str] = frozenset()
+    ) -> List[Path]:
         source = self.root / safe_relative(prefix)
         names = [str(rel) for rel in files_below(source)] if source.is_dir() else []
-        pairs, refused = _destinations(names, local_dir)
+        pairs, refused = _destinations(names, local_dir, skip)
         for name, dest in pairs:
             _copy_unless_same(source / name, dest)
         _raise_refusals(refused)
@@ -206,17 +217,28 @@ def _copy_unless_same(source: Path, dest: Path, link: bool = False) -> None:
     _replace_atomically(dest, place)
 
 
-def _destinations(names: List[str], local_dir: Path) -> Tuple[List[Tuple[str, Path]], List[str]]:
+def _destinations(
+    names: List[str], local_dir: Path, skip: AbstractSet[str]
+) -> Tuple[List[Tuple[str, Path]], List[str]]:
     """Where each safe stored name lands below local_dir, and the refusals, before any write."""
     base = local_dir.absolute()
     pairs: List[Tuple[str, Path]] = []
     refused: List[str] = []
     seen: Dict[Path, str] = {}
+    file_names = set(names)
     for name in names:
         try:
-            dest = base / safe_relative(name)
+            rel = safe_relative(name)
         except UnsafeObjectName as e:
             refused.append(str(e))
+            continue
+        if name in skip or rel.parts[0] in skip:
+            refused.append(f"refused stored object {name!r}: that name is the launcher's own")
+            continue
+        dest = base / rel
+        clash = _clash(rel, dest, base, file_names)
+        if clash:
+            refused.append(f"refused stored object {name!r}: {clash}")
             continue
         if dest in seen:
             refused.append(f"refused stored object {name!r}: it lands on {seen[dest]!r}'s file")
@@ -224,6 +246,19 @@ def _destinations(names: List[str], local_dir: Path) -> Tuple[List[Tuple[str, Pa
         seen[dest] = name
         pairs.append((name, dest))
     return pairs, refused
+
+
+def _clash(rel: PurePosixPath, dest: Path, base: Path, file_names: AbstractSet[str]) -> str:
+    """Why a stored file cannot land at dest: a file and a folder of one name (stored as both,
+    or a folder already here where the file goes, or a file where its folder goes)."""
+    for parent in list(rel.parents)[:-1]:
+        if str(parent) in file_names:
+            return f"it lands inside {str(parent)!r}, which is stored as a file too"
+        if (base / parent).is_file():
+            return f"it lands inside {str(parent)!r}, which is a file here"
+    if dest.is_dir():
+        return "a folder of that name is here"
+    return ""
 
 
 def _raise_refusals(refused: List[str]) -> None:
@@ -336,7 +371,9 @@ class GcsStorage:
             str(local_file), **self._transfer_kwargs()
         )
 
-    def download_dir(self, prefix: str, local_dir: Path) -> List[Path]:
+    def download_dir(
+        self, prefix: str, local_dir: Path, skip: AbstractSet[str] = frozenset()
+    ) -> List[Path]:
         key_prefix = self._key(prefix) + "/"
         blobs = list(
             self._client.list_blobs(
@@ -344,7 +381,7 @@ class GcsStorage:
             )
         )
         by_name = {b.name[len(key_prefix) :]: b for b in blobs}
-        pairs, refused = _destinations(list(by_name), local_dir)
+        pairs, refused = _destinations(list(by_name), local_dir, skip)
         self._raise_first(self._download([(by_name[name], dest) for name, dest in pairs]))
         _raise_refusals(refused)
         return [dest for _, dest in pairs]

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from .._shared._app_main import dumps_by_reference
 from .._shared._faults import log_failure, pickle_outcome
+from .._shared._overrides import task_overrides
 from .._shared._process_tree import end_with_starter
 
 # The dir, set by the step in the command's environment, where the callback leaves its files.
@@ -43,6 +44,7 @@ class HandBackToStep(Callback):
             "output_dir": output_dir,
             "job_name": str(config.hydra.job.name),
             "ran_in_output_dir": os.path.abspath(os.getcwd()) == output_dir,
+            "overrides": task_overrides(config),
         }
         _write(Path(handback_dir) / STARTED_FILE, json.dumps(started).encode())
 

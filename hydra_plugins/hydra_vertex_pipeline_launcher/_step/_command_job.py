@@ -185,6 +185,7 @@ class CommandJob:
         started = json.loads(started_file.read_text(encoding="utf-8"))
         self.hand_back.job_name = started["job_name"]
         self.ran_in_output_dir = bool(started["ran_in_output_dir"])
+        self.hand_back.overrides = started["overrides"]
         self.hand_back.output_dir = Path(started["output_dir"])
         return True
 

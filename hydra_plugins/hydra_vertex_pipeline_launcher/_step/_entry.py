@@ -20,6 +20,7 @@ from hydra.core.utils import JobStatus
 from .._shared._process_tree import end_with_starter
 from .._shared._storage import Storage, open_storage
 from ._handback import HandBack, JobRunner, StepOutcome, start_attempt, stop_at_time_limit
+from ._secrets import export_secrets
 
 EXECUTION_MODES = ("payload", "command")
 
@@ -30,13 +31,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     own_args, command = _split_command(sys.argv[1:] if argv is None else argv)
     args = _parse(own_args)
     storage = open_storage(args.run_root, args.request_timeout)
-    hand_back = HandBack(storage, args.job, start_attempt(storage, args.job))
+    run_id = args.run_root.rstrip("/").rsplit("/", 1)[-1]
+    attempt = start_attempt(storage, args.job)
+    hand_back = HandBack(storage, args.job, attempt, args.result_key, run_id)
     job = _job_runner(storage, args, command, hand_back)
     if args.timeout:
         stop_at_time_limit(hand_back, args.timeout, job.halt, job.log_error)
     try:
+        export_secrets(args.secret_env, args.secret_manager_endpoint, args.request_timeout)
         outcome = job.run()
-    except Exception as e:  # noqa: BLE001 - the launcher must learn why, not just an exit code
+    except SystemExit:
+        raise  # a step ended by a signal, as the signal would have: nothing to hand back
+    except BaseException as e:  # noqa: BLE001 - the launcher must learn why, not an exit code
         trace = traceback.format_exc()
         print(trace, file=sys.stderr)
         outcome = StepOutcome(JobStatus.FAILED, e, trace, ran_in_output_dir=False)
@@ -76,6 +82,14 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument("--python", help="the launcher's Python, major.minor")
     parser.add_argument("--timeout", type=float, help="seconds the job may run; none: no limit")
+    parser.add_argument("--result-key", required=True, help="the run's key that seals results")
+    parser.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        help="NAME=projects/P/secrets/S/versions/V: NAME set from Secret Manager (repeatable)",
+    )
+    parser.add_argument("--secret-manager-endpoint", default="https://secretmanager.googleapis.com")
     args = parser.parse_args(argv)
     if args.execution == "payload" and not (args.shared_digest and args.job_digest):
         parser.error("payload mode needs --shared-digest and --job-digest")

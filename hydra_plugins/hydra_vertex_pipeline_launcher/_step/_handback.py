@@ -4,7 +4,6 @@ stream the job's log, keep its time limit, and hand back its output dir and resu
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 import threading
 import time
@@ -12,12 +11,13 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 
 from hydra.core.utils import JobStatus
 
 from .._shared import _layout
 from .._shared._faults import JobTimedOut, pickle_outcome
+from .._shared._result import plain, plain_from_pickle, seal
 from .._shared._storage import Storage
 
 # The exit status of a step stopped at its time limit, as coreutils' `timeout` uses.
@@ -42,10 +42,15 @@ class HandBack:
     """Mirrors the job's output dir and writes its result, exactly once: at the job's end or
     at its time limit, whichever comes first."""
 
-    def __init__(self, storage: Storage, num: int, attempt: int) -> None:
+    def __init__(self, storage: Storage, num: int, attempt: int, key: str, run_id: str) -> None:
         self.storage = storage
         self.num = num
         self.attempt = attempt
+        # The run's result key (see _shared._result): the launcher trusts only what it seals.
+        self.key = key
+        self.run_id = run_id
+        # The job's hydra.overrides.task, once known: resume reuses a result only for them.
+        self.overrides: Optional[List[str]] = None
         # Known once the job's config is (payload) or its command's Hydra has (command).
         self.output_dir: Optional[Path] = None
         self.job_name = __name__
@@ -69,7 +74,16 @@ class HandBack:
             upload_error = (
                 _upload_outputs(self.storage, output_dir, self.num) if output_dir else None
             )
-            result = _result_bytes(outcome, self.attempt, upload_error)
+            header = {
+                "run_id": self.run_id,
+                "job": self.num,
+                "attempt": self.attempt,
+                "ran_in_output_dir": outcome.ran_in_output_dir,
+                "upload_error": upload_error,
+                "overrides": self.overrides,
+                "warnings": list(outcome.warnings),
+            }
+            result = _result_bytes(outcome, header, self.key)
             self.storage.write_many({_layout.job_result(self.num): result})
             return True
 
@@ -168,32 +182,22 @@ def _upload_outputs(storage: Storage, output_dir: Path, num: int) -> Optional[st
         return None
     try:
         # A single run's dir holds the run's own record (and, locally, its staging root).
-        skip = {
-            _layout.JOB_STATUS_FILE,
-            _layout.JOB_RESULT_FILE,
-            _layout.JOB_VALUE_FILE,
-            _layout.RUNS_DIR,
-        }
-        storage.upload_dir(output_dir, _layout.job_output(num), skip)
+        storage.upload_dir(output_dir, _layout.job_output(num), _layout.LAUNCHER_OWNED)
     except Exception as e:  # noqa: BLE001 - e.g. a file the app deleted while it was listed
         print(traceback.format_exc(), file=sys.stderr)
         return f"its outputs could not all be uploaded: {e!r}"
     return None
 
 
-def _result_bytes(outcome: StepOutcome, attempt: int, upload_error: Optional[str]) -> bytes:
-    """Plain values but for "value", the pickled return value (or exception): the launcher
-    can read how the job ended without the app's modules."""
-    status, value, trace = outcome.status, outcome.pickled_value, outcome.traceback
-    if value is None:
-        status, value, trace = pickle_outcome(status, outcome.return_value, trace)
-    result = {
-        "status": status,
-        "value": value,
-        "traceback": trace,
-        "attempt": attempt,
-        "ran_in_output_dir": outcome.ran_in_output_dir,
-        "upload_error": upload_error,
-        "warnings": list(outcome.warnings),
-    }
-    return pickle.dumps(result)
+def _result_bytes(outcome: StepOutcome, header: Dict[str, Any], key: str) -> bytes:
+    """The result sealed with the run's key; a plain return value as JSON, else pickled."""
+    status, pickled, trace = outcome.status, outcome.pickled_value, outcome.traceback
+    value: Dict[str, Any] = {"pickle": True}
+    if pickled is not None:  # pickled where the job ran: a command's own process
+        value = plain_from_pickle(pickled)
+    elif status is JobStatus.COMPLETED and plain(outcome.return_value):
+        value = {"json": outcome.return_value}
+    else:
+        status, pickled, trace = pickle_outcome(status, outcome.return_value, trace)
+    sealed = {**header, "status": status.name, "traceback": trace, "value": value}
+    return seal(sealed, b"" if "json" in value else pickled or b"", key)

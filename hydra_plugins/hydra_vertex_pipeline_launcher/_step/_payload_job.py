@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -26,8 +27,9 @@ from .._shared import _layout, _payload
 from .._shared._app_code import AppCode
 from .._shared._app_code import unpack as unpack_code
 from .._shared._app_main import MainScript, import_main
-from .._shared._faults import JobExited, log_failure
+from .._shared._faults import JobExited, JobRaisedBaseException, log_failure
 from .._shared._job_dirs import DirKeys, job_output_dir
+from .._shared._overrides import task_overrides
 from .._shared._storage import Storage
 from ._handback import HandBack, StepOutcome, same_dir, streaming_log
 from ._stray_files import snapshot, stray_warning
@@ -51,15 +53,38 @@ class PayloadJob:
         return _run_staged_job(self.storage, self.args, self.hand_back)
 
     def halt(self) -> Tuple[str, bool]:
-        """Where the task is; the step's process ending stops it."""
+        """Where the task is; the step's process ending stops it, and the processes it started
+        are stopped here."""
         frame = sys._current_frames().get(threading.main_thread().ident or 0)
         where = "".join(traceback.format_stack(frame)) if frame else "(unknown)\n"
+        _stop_started_processes()
         output_dir = self.hand_back.output_dir
         return where, output_dir is not None and same_dir(os.getcwd(), output_dir)
 
     def log_error(self, text: str) -> None:
         # Hydra set up the job's logging in this process.
         logging.getLogger(self.hand_back.job_name).error(text)
+
+
+def _stop_started_processes() -> None:
+    """What the task started (a data loader's workers, a shell command) ends with it: SIGKILL to
+    every other process of the step's process group. Every backend starts a step as the leader
+    of its own session; a step that does not lead its group shares it with others, and sends
+    nothing. Read from /proc (Linux, as in every image); elsewhere they outlive the step."""
+    me = os.getpid()
+    proc = Path("/proc")
+    if not hasattr(os, "killpg") or os.getpgrp() != me or not proc.is_dir():
+        return
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            # After the command's name in parentheses: state, parent, process group, ...
+            group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
+            if group == me:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
 
 
 def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandBack) -> StepOutcome:
@@ -82,6 +107,7 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     output_dir = job_output_dir(sweep_config, dir_keys)
     hand_back.output_dir = output_dir
     hand_back.job_name = str(sweep_config.hydra.job.name)
+    hand_back.overrides = task_overrides(sweep_config)
     task_function = _exit_as_failure(parts["task_function"])
     problem = shared_problem or job_problem
     if problem:
@@ -156,7 +182,8 @@ def _unpack(payload: Dict[str, Any], main_problem: Optional[str]) -> Tuple[Dict[
 
 
 def _exit_as_failure(task_function: TaskFunction) -> TaskFunction:
-    """sys.exit(n) in a task: Hydra's run_job lets SystemExit through, which would end the step
+    """sys.exit(n) in a task: Hydra's run_job lets SystemExit (and every other BaseException
+    that is not an Exception, such as asyncio.CancelledError) through, which would end the step
     before its outputs and result are handed back. As an exception, the job fails like any
     other, its files kept; sys.exit(0) (or no status) is a normal end with no return value."""
 
@@ -169,6 +196,10 @@ def _exit_as_failure(task_function: TaskFunction) -> TaskFunction:
             if isinstance(e.code, int):
                 raise JobExited(f"the job exited with status {e.code}") from e
             raise JobExited(f"the job exited with status 1: {e.code}") from e
+        except Exception:
+            raise
+        except BaseException as e:  # noqa: BLE001 - named, as an exception run_job catches
+            raise JobRaisedBaseException.naming(e) from e
 
     return task_that_may_exit
 
