@@ -48,7 +48,19 @@ TARGETS = [
         ("vertex_labels", "_label_text", "_label_key"),
         "tests/test_vertex_guards.py -k labels",
     ),
+    Target(
+        "result seal",
+        "_shared/_result.py",
+        ("seal", "unseal", "_check_header", "_mac", "plain", "plain_from_pickle"),
+        "tests/test_result_trust.py -k 'sealed or plain_value or forged'",
+    ),
     Target("attempts note", "_launch/_collect.py", ("failure",), "tests/test_retries.py"),
+    Target(
+        "resume",
+        "_launch/_resume.py",
+        ("kept_returns", "_earlier_success", "earlier_outcomes_set_aside"),
+        "tests/test_resume.py -k 'not vertex and not optuna'",
+    ),
     Target(
         "time limit",
         "_step/_handback.py",

@@ -245,3 +245,23 @@ def test_on_the_local_backend_files_outside_the_output_dir_land_in_the_launch_di
     assert proc.returncode == 0, proc.stderr
     assert read_json(launch / "score-2.json") == {"x": 2}
     assert "container" not in proc.stdout + proc.stderr
+
+
+def test_in_command_mode_too_files_left_in_the_container_are_named(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    launch = _app_launch_dir(tmp_path)
+    image = tmp_path / "image"  # command mode runs the app as baked into the image
+    shutil.copytree(launch, image)
+    fake_vertex.image_dir = image
+    proc = _run_in_image_app(
+        fake_vertex, gcs_bucket, launch, "stray=true", "hydra.launcher.execution=command"
+    )
+    assert proc.returncode == 0, proc.stderr
+    for num, x in (("0", 1), ("1", 2)):
+        said = "wrote 1 file(s) in the container's working dir"
+        job_log = (launch / "multirun" / num / "app.log").read_text()
+        assert said in job_log and f"outside its output dir: score-{x}.json." in job_log, (
+            proc.stdout + proc.stderr
+        )
+        assert f"job #{num}: this job {said}" in proc.stdout + proc.stderr

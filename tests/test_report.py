@@ -4,7 +4,6 @@ sees them: rendered by headless Chromium, from real sweeps on the local backend.
 from __future__ import annotations
 
 import csv
-import pickle
 import shutil
 import struct
 import subprocess
@@ -13,7 +12,7 @@ import time
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 import yaml
@@ -26,7 +25,7 @@ from hydra_plugins.hydra_vertex_pipeline_launcher._launch._report_page import (
     STATE_COLOURS,
     WAIT_COLOUR,
 )
-from hydra_plugins.hydra_vertex_pipeline_launcher._launch._value import plain, plain_from_pickle
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._value import plain
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -373,26 +372,6 @@ def test_the_example_apps_sweep_as_the_issue_runs_it(tmp_path: Path) -> None:
     assert len(set(values)) == 4
     [best] = [int(str(r["data-num"])) for r in dom.having("tr", class_="best")]
     assert values[best] == min(values)
-
-
-class _Runs:
-    """Unpickling it would touch a file: the proof that code ran."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
-        return (Path.touch, (str(self.path),))  # type: ignore[return-value]
-
-
-def test_attach_reads_only_plain_data_out_of_a_result(tmp_path: Path) -> None:
-    ran = tmp_path / "ran"
-    hostile = {"value": pickle.dumps({"loss": _Runs(ran)})}
-    assert plain_from_pickle(hostile) is None and not ran.exists()
-    assert plain_from_pickle({"value": pickle.dumps({"loss": 0.5, "n": [1, 2]})}) == {
-        "loss": 0.5,
-        "n": [1, 2],
-    }
 
 
 def test_a_kept_value_holds_what_a_table_can_show() -> None:

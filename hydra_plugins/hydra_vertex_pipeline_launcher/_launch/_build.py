@@ -337,6 +337,8 @@ def _job_component(
     command = ["python", "-m", REMOTE_MODULE]
     _refuse_placeholders(fixed_args)
     if staged.command is not None:
+        if staged.command.in_container:
+            fixed_args.append("--watch-working-dir")
         app_command = ["--", *staged.command.args]
         _refuse_placeholders(app_command)
 

@@ -36,6 +36,9 @@ class CommandPlan:
     args: List[str]
     # Each job's override arguments, by job number.
     job_overrides: Dict[int, List[str]]
+    # Steps run in containers (not in the launch dir): files a job leaves outside its output
+    # dir stay there, and the step says so.
+    in_container: bool = False
 
 
 def plan(
@@ -53,7 +56,7 @@ def plan(
         f"++hydra.callbacks.{CALLBACK}._target_={CALLBACK_TARGET}",
     ]
     overrides = {job.num: job_overrides(job, launch_dir, in_container) for job in jobs}
-    return CommandPlan(args=args, job_overrides=overrides)
+    return CommandPlan(args=args, job_overrides=overrides, in_container=in_container)
 
 
 def default_command(launch_dir: str, task_function: TaskFunction) -> List[str]:

@@ -7,6 +7,7 @@ of its stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -31,6 +32,7 @@ from .._shared._process_tree import PARENT_PID_ENV, become_subreaper, reap_child
 from .._shared._storage import Storage
 from ._command_callback import HANDBACK_DIR_ENV, RESULT_FILE, STACK_DUMP_SIGNAL, STARTED_FILE
 from ._handback import HandBack, StepOutcome, streaming_log
+from ._stray_files import Snapshot, snapshot, stray_warning
 
 STDERR_TAIL_BYTES = 8000
 SHOWN_TAIL_CHARS = 2000
@@ -78,14 +80,31 @@ class CommandJob:
         live_log = _layout.job_live_log(self.args.job)
         # What the job leaves running stays below this process, where it can be stopped.
         become_subreaper()
+        working_dir = Path(os.getcwd())
+        # Before the job: its output dir does not exist yet, so nothing of it is listed.
+        watched = snapshot(working_dir, working_dir) if self.args.watch_working_dir else None
         try:
             with streaming_log(
                 self.storage, self.hand_back, live_log, self.args.log_upload_interval
             ):
                 returncode = self._run_child()
-            return self._outcome(returncode)
+                stray = self._stray_files(watched, working_dir)
+            return dataclasses.replace(self._outcome(returncode), warnings=stray)
         finally:
             shutil.rmtree(self.handback_dir, ignore_errors=True)
+
+    def _stray_files(self, watched: Optional[Snapshot], working_dir: Path) -> Tuple[str, ...]:
+        """The files the job wrote in the container's working dir, outside its output dir,
+        named in its log (as payload mode's step does)."""
+        self._learn_where()  # a quick job may end before its step read where it writes
+        output_dir = self.hand_back.output_dir
+        if watched is None or output_dir is None:
+            return ()
+        stray = stray_warning(watched, working_dir, output_dir)
+        if not stray:
+            return ()
+        self._log("WARNING", stray)
+        return (stray,)
 
     def halt(self) -> Tuple[str, bool]:
         """Asks the job's process for its stacks, then kills every process of the job (also
@@ -113,13 +132,16 @@ class CommandJob:
         return where, self.ran_in_output_dir
 
     def log_error(self, text: str) -> None:
+        self._log("ERROR", text)
+
+    def _log(self, level: str, text: str) -> None:
         """Appended to the job's log, as its logging would: the app's process may be gone."""
         log_file = self.hand_back.log_file
         if log_file is None or not log_file.parent.is_dir():
             return
         stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
         with log_file.open("a", encoding="utf-8") as log:
-            log.write(f"[{stamp}][{__name__}][ERROR] - {text}\n")
+            log.write(f"[{stamp}][{__name__}][{level}] - {text}\n")
 
     def _run_child(self) -> Optional[int]:
         # The job's process ends with this one, however this one ends (the callback watches).

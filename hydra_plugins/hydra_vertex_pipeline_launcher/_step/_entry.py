@@ -78,6 +78,11 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--shared-digest", help="payload: the run's shared payload's SHA-256")
     parser.add_argument("--job-digest", help="payload: the job's payload's SHA-256")
     parser.add_argument("--overrides", help="command: the job's overrides (encode_overrides)")
+    parser.add_argument(
+        "--watch-working-dir",
+        action="store_true",
+        help="command: name the files the job leaves outside its output dir (in a container)",
+    )
     parser.add_argument("--log-upload-interval", type=float, default=15.0)
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument("--python", help="the launcher's Python, major.minor")
