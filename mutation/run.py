@@ -70,8 +70,8 @@ TARGETS = [
     Target("give up", "_launch/_watch.py", ("_read",), "tests/test_vertex_guards.py -k gives_up"),
     Target(
         "signals",
-        "_launch/_flow.py",
-        ("_shielded_from_signals", "_signals_as_interrupt", "_signal_handlers"),
+        "_launch/_signals.py",
+        ("shielded_from_signals", "signals_as_interrupt", "raise_pending", "_signal_handlers"),
         "tests/test_vertex_guards.py -k 'sighup or second_signal'",
     ),
 ]

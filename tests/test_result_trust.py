@@ -197,6 +197,7 @@ def test_only_a_result_sealed_with_the_run_key_is_read() -> None:
         "ran_in_output_dir": False,
         "upload_error": None,
         "overrides": ["+x=1"],
+        "warnings": [],
         "value": {"json": [1, "a", None]},
     }
     sealed = seal(header, b"", key)

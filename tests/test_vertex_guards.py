@@ -60,7 +60,11 @@ def test_a_second_signal_does_not_stop_the_cancel_under_way(
     fake_vertex.fail_next("cancel", count=1, status=503)
     try:
         launcher.send_signal(signal.SIGINT)
-        wait_until(lambda: fake_vertex.requests["cancel"] >= 1, timeout=30)
+        try:
+            wait_until(lambda: fake_vertex.requests["cancel"] >= 1, timeout=30)
+        except AssertionError:
+            launcher.kill()
+            raise AssertionError(launcher.communicate()[0]) from None
         launcher.send_signal(signal.SIGTERM)
         output, _ = launcher.communicate(timeout=60)
     finally:

@@ -7,13 +7,11 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from hydra.core.utils import (
     JobReturn,
@@ -52,6 +50,7 @@ from ._command import plan as command_plan
 from ._compose import ComposedJob, compose, compose_single
 from ._job_settings import settings_per_job
 from ._record import JobEntry, RunRecord, attach_command, reach_settings
+from ._signals import StopSignal, shielded_from_signals, signals_as_interrupt
 from ._stage import pack, stage_readable, upload
 from ._value import keep as keep_value
 from ._watch import Outcome, StatusFiles, WatchedJob, Watcher
@@ -243,7 +242,7 @@ def submit_and_watch(
         report or streamer,
     )
     try:
-        with _signals_as_interrupt():
+        with signals_as_interrupt():
             # Recorded before the create: the sweep dir alone must lead to the run.
             files.write_pending()
             files.write_run(State.PENDING)
@@ -254,7 +253,10 @@ def submit_and_watch(
             if settings.wait:
                 watcher.watch()
     except KeyboardInterrupt as interrupt:
-        _interrupted(settings, backend, watcher, run, where)
+        # Bounded (the cancel and one read, each within request_timeout): a further Ctrl-C
+        # must not leave the run going, nor its jobs' states unwritten.
+        with shielded_from_signals():
+            _interrupted(settings, backend, watcher, run, where)
         if isinstance(interrupt, StopSignal):
             # Handled and said: end as that signal's default action would, with no traceback.
             raise SystemExit(128 + interrupt.signum) from None
@@ -438,7 +440,7 @@ def _cancel(
     """What the backend said of the cancel; None when it could not confirm it (then the status
     files and the log say so). A run never created is recorded here."""
     try:
-        with _shielded_from_signals():
+        with shielded_from_signals():
             outcome = backend.cancel()
     except Exception as e:  # noqa: BLE001 - reported; the interrupt or failure goes on up
         reason = (
@@ -458,53 +460,3 @@ def _cancel(
         watcher.mark_interrupted(State.CANCELLED, reason)
         log.warning(f"Interrupted before {where} was created: nothing ran, nothing to cancel")
     return outcome
-
-
-# SIGHUP does not exist on Windows.
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
-
-
-class StopSignal(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, taken as Ctrl-C while a run is submitted or watched."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP (a closed terminal, a killed job) take Ctrl-C's path: cancel the run."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise StopSignal(signum)
-
-    with _signal_handlers([s for s in STOP_SIGNALS if s != signal.SIGINT], interrupt):
-        yield
-
-
-@contextmanager
-def _shielded_from_signals() -> Iterator[None]:
-    """A second Ctrl-C must not stop the cancel request half-way and leave a paid run going.
-
-    Safe to ignore them because every backend's cancel is bounded (by request_timeout, for
-    Vertex): the process still ends within seconds.
-    """
-    with _signal_handlers(STOP_SIGNALS, signal.SIG_IGN):
-        yield
-
-
-@contextmanager
-def _signal_handlers(signums: Sequence[int], handler: Any) -> Iterator[None]:
-    try:
-        previous = {signum: signal.signal(signum, handler) for signum in signums}
-    except ValueError:  # not the main thread, where signals do not arrive anyway
-        yield
-        return
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)

@@ -15,6 +15,7 @@ from .._backends._base import PipelineBackend, RunNotFound, RunStatus, State, Ta
 from .._shared._layout import JOB_STATUS_FILE
 from . import _record
 from ._record import RunRecord, write_json
+from ._signals import raise_pending
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class Watcher:
             if self.on_poll is not None:
                 self.on_poll(self._running())
             time.sleep(interval)
+            raise_pending()
 
     def settle(self) -> None:
         """After a cancel: one more read, so that jobs that ended meanwhile keep their outcome."""
