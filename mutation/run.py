@@ -51,28 +51,33 @@ TARGETS = [
     Target(
         "result seal",
         "_shared/_result.py",
-        ("seal", "unseal", "_check_header", "_mac", "plain", "plain_from_pickle"),
-        "tests/test_result_trust.py -k 'sealed or plain_value or forged'",
+        ("unseal", "peek_run_id", "plain_from_pickle"),
+        "tests/test_result_trust.py -k 'sealed or plain_value or json_only or not_json'",
     ),
-    Target("attempts note", "_launch/_collect.py", ("failure",), "tests/test_retries.py"),
+    Target(
+        "attempts note",
+        "_launch/_collect.py",
+        ("failure",),
+        "tests/test_retries.py -k 'only_attempt or says_it_was_the_last'",
+    ),
     Target(
         "resume",
         "_launch/_resume.py",
-        ("kept_returns", "_earlier_success", "earlier_outcomes_set_aside"),
-        "tests/test_resume.py -k 'not vertex and not optuna'",
+        ("kept_returns",),
+        "tests/test_resume.py -k only_the_job_that_failed",
     ),
     Target(
         "time limit",
         "_step/_handback.py",
-        ("stop_at_time_limit",),
+        ("stop_at_time_limit", "stop_at_deadline"),
         "tests/test_job_faults.py -k time_limit_holds_on_vertex",
     ),
     Target("give up", "_launch/_watch.py", ("_read",), "tests/test_vertex_guards.py -k gives_up"),
     Target(
         "signals",
         "_launch/_signals.py",
-        ("shielded_from_signals", "signals_as_interrupt", "raise_pending", "_signal_handlers"),
-        "tests/test_vertex_guards.py -k 'sighup or second_signal'",
+        ("_interrupt", "interrupt", "unraisable", "raise_pending", "_signal_handlers"),
+        "tests/test_signals.py tests/test_vertex_guards.py -k 'sighup or second_signal or signal'",
     ),
 ]
 

@@ -25,8 +25,11 @@ from hydra_plugins.hydra_vertex_pipeline_launcher._launch._collect import (
 from hydra_plugins.hydra_vertex_pipeline_launcher._launch._record import find_runs, read
 from hydra_plugins.hydra_vertex_pipeline_launcher._launch._resume import verified
 from hydra_plugins.hydra_vertex_pipeline_launcher._shared._result import (
+    MAGIC,
     ResultRefused,
+    _mac,
     new_key,
+    peek_run_id,
     plain_from_pickle,
     seal,
     unseal,
@@ -240,3 +243,35 @@ def test_a_plain_value_travels_without_pickle() -> None:
 class _RunsCommand:
     def __reduce__(self) -> Any:
         return os.system, ("exit 1",)
+
+
+def test_the_run_a_result_names_is_read_from_json_only() -> None:
+    header = {
+        "run_id": "run-7",
+        "job": 0,
+        "status": "FAILED",
+        "traceback": "",
+        "attempt": 1,
+        "ran_in_output_dir": False,
+        "upload_error": None,
+        "overrides": None,
+        "warnings": [],
+        "value": {"pickle": True},
+    }
+    # The pickle after the header is never read to find the run.
+    assert peek_run_id(seal(header, pickle.dumps(ValueError("x")), new_key())) == "run-7"
+    for unreadable in (
+        b"",
+        MAGIC,
+        MAGIC + b"mac\nnot json\n",
+        MAGIC + b"mac\n[1, 2]\n",
+        MAGIC + b'mac\n{"run_id": 3}\n',
+    ):
+        assert peek_run_id(unreadable) == ""
+
+
+def test_a_sealed_header_that_is_not_json_is_refused() -> None:
+    key = new_key()
+    body = b"not json\n"
+    with pytest.raises(ResultRefused, match="not JSON"):
+        unseal(MAGIC + _mac(key, body) + b"\n" + body, key)

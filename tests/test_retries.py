@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from apputil import read_json, run_app
+
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._collect import failure
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._result import SealedResult
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 
@@ -49,3 +53,14 @@ def test_a_failed_last_attempt_says_it_was_the_last(tmp_path: Path) -> None:
     assert "ValueError: attempt 2 fails too" in status["error"]
     assert "attempt 1 fails" not in status["error"]
     assert "(the last of 2 attempts of its step)" in status["error"]
+
+
+def test_a_job_that_failed_at_its_only_attempt_has_no_attempts_note() -> None:
+    once = SealedResult(
+        run_id="r", job=0, status="FAILED", traceback="ValueError: x", attempt=1,
+        ran_in_output_dir=False, upload_error=None, overrides=None, warnings=[],
+        value={"pickle": True}, pickled=b"",
+    )  # fmt: skip
+    assert failure(once) == "ValueError: x"
+    twice = dataclasses.replace(once, attempt=2)
+    assert failure(twice) == "ValueError: x\n(the last of 2 attempts of its step)"
