@@ -8,6 +8,7 @@ the sweep dir; the result records the overrides its job ran with.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -134,11 +135,17 @@ def verified(raw: bytes, record_dir: Path) -> SealedResult:
     run_id = peek_run_id(raw)
     if not RUN_ID.fullmatch(run_id):
         raise ResultRefused(f"it names no run recorded here ({run_id!r})")
-    record = _record.read(record_dir / RUNS_DIR / run_id / _record.RECORD_FILE)
-    result = unseal(raw, record.result_key)
+    result = unseal(raw, _result_key(record_dir / RUNS_DIR / run_id / _record.RECORD_FILE))
     if result.run_id != run_id:
         raise ResultRefused(f"it is sealed as a result of run {result.run_id}")
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _result_key(record_path: Path) -> str:
+    """Read once per run, not once per job: a run's record lists all its jobs, and its key
+    never changes."""
+    return _record.read(record_path).result_key
 
 
 def _state(job_dir: Path) -> Optional[str]:
