@@ -25,7 +25,7 @@ from hydra_plugins.hydra_vertex_pipeline_launcher._launch._report_page import (
     STATE_COLOURS,
     WAIT_COLOUR,
 )
-from hydra_plugins.hydra_vertex_pipeline_launcher._launch._value import plain
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._value import as_shown
 
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -375,6 +375,6 @@ def test_the_example_apps_sweep_as_the_issue_runs_it(tmp_path: Path) -> None:
 
 
 def test_a_kept_value_holds_what_a_table_can_show() -> None:
-    kept = plain({"loss": 0.5, "nan": float("nan"), "deep": {"a": {"b": 1}}, "obj": object()})
+    kept = as_shown({"loss": 0.5, "nan": float("nan"), "deep": {"a": {"b": 1}}, "obj": object()})
     assert kept == {"loss": 0.5, "nan": None, "deep": {"a": None}, "obj": None}
-    assert plain(list(range(1000))) is None and plain((1, 2.5)) == [1, 2.5]
+    assert as_shown(list(range(1000))) is None and as_shown((1, 2.5)) == [1, 2.5]

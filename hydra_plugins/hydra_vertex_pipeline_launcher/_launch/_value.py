@@ -20,7 +20,7 @@ MAX_ITEMS = 50
 MAX_TEXT = 1000
 
 
-def plain(value: Any, depth: int = 0) -> Any:
+def as_shown(value: Any, depth: int = 0) -> Any:
     """value as JSON (numbers, strings, bools, None, short lists and dicts of them), numpy
     scalars included; None for anything else, or a number JSON cannot hold (nan, inf)."""
     if value is None or isinstance(value, bool):
@@ -35,9 +35,9 @@ def plain(value: Any, depth: int = 0) -> Any:
     if depth >= MAX_DEPTH or (isinstance(value, (dict, list, tuple)) and len(value) > MAX_ITEMS):
         return None
     if isinstance(value, dict):
-        return {str(key): plain(item, depth + 1) for key, item in value.items()}
+        return {str(key): as_shown(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(item, depth + 1) for item in value]
+        return [as_shown(item, depth + 1) for item in value]
     return None
 
 
@@ -47,7 +47,7 @@ def keep(job_dir: Path, result: Optional[SealedResult], value: Any) -> None:
     if result is None:
         return
     completed = result.status == JobStatus.COMPLETED.name
-    kept = {"value": plain(value) if completed else None, "attempts": result.attempt}
+    kept = {"value": as_shown(value) if completed else None, "attempts": result.attempt}
     write_json(job_dir / JOB_VALUE_FILE, kept)
 
 
