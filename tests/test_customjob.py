@@ -167,7 +167,10 @@ def test_without_the_extra_the_setting_and_the_install_are_named(tmp_path: Path)
     )
     assert proc.returncode != 0
     assert "hydra.launcher.spot makes each step a Vertex CustomJob" in proc.stderr
-    assert "pip install 'hydra-vertex-pipeline-launcher[customjob]'" in proc.stderr
+    # Lines a user can run: the extra's own requirement (this package is on no index yet), or
+    # the extra from a checkout.
+    assert "`pip install 'google-cloud-pipeline-components<3,>=2.20'`" in proc.stderr
+    assert "`pip install '.[customjob]'` in a checkout of this repository" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (sweep / "0" / "artifact.txt").exists()
 
