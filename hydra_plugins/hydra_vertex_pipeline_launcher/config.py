@@ -137,6 +137,10 @@ class VertexPipelineLauncherConf:
     secret_env: Dict[str, str] = field(default_factory=dict)
     # Where steps read secret_env from; an http:// URL means a local emulator (anonymous).
     secret_manager_endpoint: str = "https://secretmanager.googleapis.com"
+    # True: compose, check, pack, build and compile as a launch does, write pipeline.yaml and
+    # plan.json (jobs, tasks, per-job settings, what would be staged) to the run's dir below
+    # the sweep dir, and end (exit status 0) without uploading or creating anything.
+    dry_run: bool = False
 
 
 @dataclass

@@ -161,6 +161,10 @@ def _run_pipeline(
             storage.check_access()
             run.spec_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(compiled), run.spec_path)
+        if settings.dry_run:
+            from ._plan import end_dry_run
+
+            end_dry_run(settings, run, jobs, job_settings, staged, task_jobs)
         upload(storage, staged)
         by_num = {job.num: job for job in jobs}
         watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]
@@ -378,7 +382,7 @@ def _log_plan(
 ) -> None:
     count = f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s")
     log.info(f"Launching {count} as pipeline run {run.run_id} ({settings.backend} backend)")
-    log.info(f"Staging to {run.staging_uri}")
+    log.info(f"{'Dry run: would stage' if settings.dry_run else 'Staging'} to {run.staging_uri}")
     unpinned = unpinned_image_warning(str(settings.image)) if settings.backend == "vertex" else None
     if unpinned:
         log.warning(unpinned)
