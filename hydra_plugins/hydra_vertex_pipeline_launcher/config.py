@@ -344,23 +344,17 @@ CPU_QUANTITY = re.compile(r"([0-9]*[.])?[0-9]+m?")
 MEMORY_QUANTITY = re.compile(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?")
 
 
-def _check_cpu(conf: VertexPipelineLauncherConf) -> None:
-    cpu = conf.resources.cpu_limit
-    if cpu and not CPU_QUANTITY.fullmatch(str(cpu)):
-        raise LauncherConfigError(
-            f"hydra.launcher.resources.cpu_limit={cpu!r}: Invalid cpu string: give a number of "
-            "CPUs (4, 0.5) or of millicores (500m)."
-        )
+def _quantity_check(
+    name: str, pattern: "re.Pattern[str]", what: str, fix: str
+) -> Callable[[VertexPipelineLauncherConf], None]:
+    def check(conf: VertexPipelineLauncherConf) -> None:
+        value = getattr(conf.resources, name)
+        if value and not pattern.fullmatch(str(value)):
+            raise LauncherConfigError(
+                f"hydra.launcher.resources.{name}={value!r}: Invalid {what} string: {fix}."
+            )
 
-
-def _check_memory(conf: VertexPipelineLauncherConf) -> None:
-    memory = conf.resources.memory_limit
-    if memory and not MEMORY_QUANTITY.fullmatch(str(memory)):
-        raise LauncherConfigError(
-            f"hydra.launcher.resources.memory_limit={memory!r}: Invalid memory string: give a "
-            "number of bytes, or a number followed by one of E, Ei, P, Pi, T, Ti, G, Gi, M, Mi, "
-            "K, Ki (e.g. 16G)."
-        )
+    return check
 
 
 def custom_job_settings(conf: VertexPipelineLauncherConf) -> List[str]:
@@ -425,8 +419,16 @@ _CHECKS: List[Callable[[VertexPipelineLauncherConf], None]] = [
     _check_retries,
     _check_parallel,
     _check_local_parallel,
-    _check_cpu,
-    _check_memory,
+    _quantity_check(
+        "cpu_limit", CPU_QUANTITY, "cpu", "give a number of CPUs (4, 0.5) or of millicores (500m)"
+    ),
+    _quantity_check(
+        "memory_limit",
+        MEMORY_QUANTITY,
+        "memory",
+        "give a number of bytes, or a number followed by one of E, Ei, P, Pi, T, Ti, G, Gi, M, "
+        "Mi, K, Ki (e.g. 16G)",
+    ),
     _check_accelerator,
     _check_boot_disk,
     _check_max_wait,

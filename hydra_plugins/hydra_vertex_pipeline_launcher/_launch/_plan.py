@@ -31,7 +31,9 @@ def end_dry_run(
 ) -> NoReturn:
     """Writes the plan and says where it is; ends the process as a successful run does (a
     sweeper gets no return values to go on with: there are none)."""
-    plan = dry_run_plan(settings, run, jobs, job_settings, staged, task_jobs)
+    task_of = {num: task for task, num in task_jobs.items()}
+    entries = [_job_entry(job, job_settings[job.num], staged, task_of[job.num]) for job in jobs]
+    plan = dry_run_plan(settings, run, staged, entries)
     path = run.local_dir / PLAN_FILE
     write_json(path, plan)
     size = plan["staged"]["bytes"]
@@ -46,20 +48,12 @@ def end_dry_run(
 def dry_run_plan(
     settings: VertexPipelineLauncherConf,
     run: RunContext,
-    jobs: List[ComposedJob],
-    job_settings: Dict[int, VertexPipelineLauncherConf],
     staged: StagedRun,
-    task_jobs: Dict[str, int],
+    job_entries: List[Dict[str, Any]],
 ) -> Dict[str, Any]:
-    """The run's settings, each job's task and step settings, and every object a launch would
-    stage (by name, with its size in bytes): the shared ones, and each job's with the job."""
-    task_of = {num: task for task, num in task_jobs.items()}
-    per_job = {job.num: f"{job_prefix(job.num)}/" for job in jobs}
-    shared = {
-        name: len(data)
-        for name, data in staged.blobs.items()
-        if not any(name.startswith(prefix) for prefix in per_job.values())
-    }
+    """The run's settings, every object a launch would stage (by name, with its size in bytes:
+    the shared ones here, each job's with the job) and the jobs."""
+    per_job = {name for entry in job_entries for name in entry["staged"]}
     return {
         "dry_run": True,
         "run_id": run.run_id,
@@ -75,26 +69,29 @@ def dry_run_plan(
         "staged": {
             "objects": len(staged.blobs),
             "bytes": sum(len(data) for data in staged.blobs.values()),
-            "shared": shared,
+            "shared": {
+                name: len(data) for name, data in staged.blobs.items() if name not in per_job
+            },
         },
-        "jobs": [
-            {
-                "num": job.num,
-                "overrides": list(job.overrides),
-                "task_name": task_of[job.num],
-                "display_name": job.display_name,
-                "dir": str(job.local_dir),
-                "step_settings": {
-                    name: _plain(getattr(job_settings[job.num], name)) for name in STEP_SETTINGS
-                },
-                "staged": {
-                    name: len(data)
-                    for name, data in staged.blobs.items()
-                    if name.startswith(per_job[job.num])
-                },
-            }
-            for job in jobs
-        ],
+        "jobs": job_entries,
+    }
+
+
+def _job_entry(
+    job: ComposedJob, settings: VertexPipelineLauncherConf, staged: StagedRun, task_name: str
+) -> Dict[str, Any]:
+    """A job's task, step settings (its own) and staged objects."""
+    prefix = f"{job_prefix(job.num)}/"
+    return {
+        "num": job.num,
+        "overrides": list(job.overrides),
+        "task_name": task_name,
+        "display_name": job.display_name,
+        "dir": str(job.local_dir),
+        "step_settings": {name: _plain(getattr(settings, name)) for name in STEP_SETTINGS},
+        "staged": {
+            name: len(data) for name, data in staged.blobs.items() if name.startswith(prefix)
+        },
     }
 
 
