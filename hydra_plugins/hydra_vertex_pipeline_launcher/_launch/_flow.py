@@ -139,7 +139,6 @@ def _run_pipeline(
     backend = make_backend(settings, run)
     try:
         storage = open_storage(run.staging_uri, settings.request_timeout, settings.staging_root)
-        _log_plan(settings, run, jobs)
         from ._build import build_pipeline  # kfp: only when a launch needs it
 
         in_container = not backend.steps_share_filesystem
@@ -161,6 +160,8 @@ def _run_pipeline(
             storage.check_access()
             run.spec_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(compiled), run.spec_path)
+        # Only now: whatever a setting makes packing, building or the bucket refuse comes first.
+        _log_plan(settings, run, jobs)
         if settings.dry_run:
             from ._plan import end_dry_run
 
