@@ -170,11 +170,22 @@ def validate(conf: VertexPipelineLauncherConf) -> None:
     """Checks what the dataclass types cannot: one error naming every wrong or missing setting
     and its fix, so that a user fixes them all in one try."""
     problems = setting_problems(conf)
-    if len(problems) == 1:
-        raise LauncherConfigError(problems[0])
     if problems:
-        listed = "".join(f"\n  - {problem}" for problem in problems)
-        raise LauncherConfigError(f"{len(problems)} launcher settings need a fix:{listed}")
+        raise one_error(problems, "launcher settings need a fix")
+
+
+# How many problems one error lists; the rest are counted.
+LISTED_PROBLEMS = 10
+
+
+def one_error(problems: List[str], what: str) -> LauncherConfigError:
+    """One error for every problem: a single one as it is, several listed, one a line."""
+    if len(problems) == 1:
+        return LauncherConfigError(problems[0])
+    listed = "".join(f"\n  - {problem}" for problem in problems[:LISTED_PROBLEMS])
+    if len(problems) > LISTED_PROBLEMS:
+        listed += f"\n  - ... and {len(problems) - LISTED_PROBLEMS} more"
+    return LauncherConfigError(f"{len(problems)} {what}:{listed}")
 
 
 def setting_problems(conf: VertexPipelineLauncherConf) -> List[str]:
