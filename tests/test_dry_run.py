@@ -78,6 +78,11 @@ def test_a_dry_run_on_the_local_backend_runs_nothing(tmp_path: Path) -> None:
     for args, record_dir in (
         (["-m", "model=s,m", "hydra.sweep.dir=m"], tmp_path / "m"),
         (["model=m", "hydra.run.dir=single"], tmp_path / "single"),
+        # Even where a run without -m would run in this process.
+        (
+            ["model=m", "hydra.run.dir=here", "hydra.launcher.single_run=in_process"],
+            tmp_path / "here",
+        ),
     ):
         proc = run_app("sized.py", [*args, f"board={board}", DRY_RUN], tmp_path)
         assert proc.returncode == 0, proc.stderr
@@ -87,5 +92,6 @@ def test_a_dry_run_on_the_local_backend_runs_nothing(tmp_path: Path) -> None:
         assert [job["step_settings"]["resources"]["memory_limit"] for job in plan["jobs"]] == [
             "2G" if "model=s" in job["overrides"] else "16G" for job in plan["jobs"]
         ]
+        assert "sized.log" not in [p.name for p in record_dir.rglob("*")], "no job ran"
     assert not board.exists(), "no job ran"
     assert not (tmp_path / "m" / "0").exists()
