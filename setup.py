@@ -9,7 +9,11 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
-    packages=find_namespace_packages(include=["hydra_plugins.*"]),
+    # The namespace itself and an explicit root: with both, setuptools' default editable mode
+    # puts the checkout on sys.path (a static .pth) instead of an import hook that hides the
+    # hydra_plugins namespace from Hydra's plugin scan. The wheel holds the same files.
+    packages=find_namespace_packages(include=["hydra_plugins", "hydra_plugins.*"]),
+    package_dir={"": "."},
     python_requires=">=3.9",
     install_requires=[
         "hydra-core>=1.3,<1.4",

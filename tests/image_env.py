@@ -101,11 +101,15 @@ def _pip(venv: Path, args: List[str]) -> None:
 def _package_copy() -> Iterator[Path]:
     """The checkout's package, copied: a build in the checkout would leave build/ behind."""
     with tempfile.TemporaryDirectory(prefix="hvpl-package-") as tmp:
-        package = Path(tmp) / "package"
-        shutil.copytree(REPO / PLUGIN_SOURCE, package / PLUGIN_SOURCE, ignore=_ignored)
-        for name in PACKAGE_FILES:
-            shutil.copy2(REPO / name, package / name)
-        yield package
+        yield copy_package(Path(tmp) / "package")
+
+
+def copy_package(package: Path) -> Path:
+    """What a plain `pip install <checkout>` reads of the checkout, copied to package."""
+    shutil.copytree(REPO / PLUGIN_SOURCE, package / PLUGIN_SOURCE, ignore=_ignored)
+    for name in PACKAGE_FILES:
+        shutil.copy2(REPO / name, package / name)
+    return package
 
 
 def _plugin_digest() -> str:

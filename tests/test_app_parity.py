@@ -139,11 +139,11 @@ def test_a_step_hands_back_its_outcome_not_its_configs(tmp_path: Path) -> None:
 
 
 # hydra.callbacks: each launcher config of ours registers the single-run callback.
-LAUNCHER_SPECIFIC = ("hydra.launcher", "hydra.overrides.hydra", "hydra.job.id", "hydra.callbacks")
+LAUNCHER_SPECIFIC = ("hydra.launcher", "hydra.overrides.hydra", "hydra.callbacks")
 
 
 def _hydra_cfg_but_the_launcher(job_return: JobReturn) -> Dict[str, Any]:
-    """The launcher's own settings (and callbacks) and the job id are each launcher's to choose."""
+    """The launcher's own settings (and callbacks) are each launcher's to choose."""
     hydra_cfg = OmegaConf.to_container(job_return.hydra_cfg, resolve=False)
     assert isinstance(hydra_cfg, dict)
     for key in LAUNCHER_SPECIFIC:
@@ -252,3 +252,22 @@ def test_hydra_logging_applies_in_a_step_as_in_hydras_own_process(tmp_path: Path
     sweep = _in_image_app(tmp_path, "hydra/job_logging=none")
     (step_log,) = sweep.glob("vertex_pipeline/*/steps/hydra-job-1.log")
     assert "[HYDRA] x=2 logs as __main__" in step_log.read_text()
+
+
+@pytest.mark.parametrize("mode", ["payload", "command"])
+def test_hydra_job_id_and_num_are_the_basic_launchers(tmp_path: Path, mode: str) -> None:
+    ours = [LOCAL, f"hydra.launcher.execution={mode}"]
+    for shape, args in (
+        ("-m", ["-m", "+x=1,2", "hydra.sweep.dir={}"]),
+        ("run", ["+x=1", "hydra.run.dir={}"]),
+    ):
+        seen = {}
+        for name, launcher in (("basic", []), ("ours", ours)):
+            out = tmp_path / f"{shape}-{name}"
+            proc = run_app("job_ids.py", [*(a.format(out) for a in args), *launcher], tmp_path)
+            assert proc.returncode == 0, proc.stderr
+            seen[name] = {
+                str(p.relative_to(out)): read_json(p)
+                for p in [*out.glob("ids.json"), *out.glob("*/ids.json")]
+            }
+        assert seen["ours"] == seen["basic"] and seen["basic"]

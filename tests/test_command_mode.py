@@ -16,8 +16,10 @@ import pytest
 import yaml
 from apputil import APPS, kept_result, read_json, run_app, start_app, wait_until
 from fake_vertex import FakeVertex
+from image_env import copy_package
 from test_customjob import needs_gcpc
 from test_job_faults import _launch, check_faults
+from venvutil import fresh_venv, pip_install
 from vertexutil import sweep_args, vertex_overrides
 
 from hydra_plugins.hydra_vertex_pipeline_launcher import config
@@ -293,3 +295,54 @@ def test_wrong_execution_settings_name_the_setting_and_the_fix(
     with pytest.raises(config.LauncherConfigError, match="hydra.launcher") as raised:
         config.validate(settings)
     assert named in str(raised.value)
+
+
+CONSOLE_APP = "hvpl-console-app"
+
+
+def _with_console_app(venv: Path, with_plugin: bool) -> Path:
+    """A fresh venv with tests/apps/console_app installed as a package (its console script in
+    the venv's bin/, not on PATH); returns its Python."""
+    python = fresh_venv(venv, with_plugin)
+    app = shutil.copytree(APPS / "console_app", venv.parent / f"{venv.name}-app")
+    pip_install(python, ["--no-deps", str(app)])
+    return python
+
+
+def _console_sweep(python: Path, cwd: Path, sweep: Path, *launcher: str) -> Path:
+    """The app started by its console script, as its users start it."""
+    command = [str(python.parent / CONSOLE_APP), "-m", "+x=1,2", COMMAND, *launcher]
+    proc = subprocess.run(
+        [*command, f"hydra.sweep.dir={sweep}"], cwd=cwd, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr
+    return sweep
+
+
+def _ran_as_console_script(sweep: Path, python: Path) -> None:
+    """Each job ran through the console script of python's venv and returned its value."""
+    for num, x in ((0, 1), (1, 2)):
+        assert read_json(sweep / str(num) / "vertex_status.json")["state"] == "SUCCEEDED"
+        started = read_json(sweep / str(num) / "started.json")
+        assert started["x"] == x and Path(started["argv0"]).name == CONSOLE_APP
+        assert Path(started["package"]).is_relative_to(python.parents[1])
+        assert load_value(kept_result(sweep, sweep / str(num))) == x * 10
+
+
+def test_an_app_started_by_its_console_script_runs_the_same_way_locally(tmp_path: Path) -> None:
+    python = _with_console_app(tmp_path / "venv", with_plugin=True)
+    sweep = _console_sweep(python, tmp_path, tmp_path / "m", LOCAL)
+    _ran_as_console_script(sweep, python)
+
+
+def test_an_app_started_by_its_console_script_runs_its_script_in_the_image(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    laptop = _with_console_app(tmp_path / "laptop", with_plugin=True)
+    # The image: the plugin and the app installed as regular packages, in their own venv.
+    image = _with_console_app(tmp_path / "image", with_plugin=False)
+    pip_install(image, ["--no-deps", str(copy_package(tmp_path / "plugin"))])
+    fake_vertex.python = str(image)
+    vertex = ["hydra/launcher=vertex_pipeline", *vertex_overrides(fake_vertex, gcs_bucket)]
+    sweep = _console_sweep(laptop, tmp_path, tmp_path / "m", *vertex)
+    _ran_as_console_script(sweep, image)

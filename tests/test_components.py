@@ -262,6 +262,19 @@ def test_settings_that_shape_the_launchers_own_steps_are_refused(tmp_path: Path)
     assert not list(tmp_path.iterdir())
 
 
+def test_a_dry_run_setting_is_refused_never_ignored(tmp_path: Path) -> None:
+    from hydra_plugins.hydra_vertex_pipeline_launcher.config import (
+        LauncherConfigError,
+        settings_from,
+    )
+
+    # As an app's whole hydra.launcher would carry it.
+    settings = settings_from({"backend": "local", "dry_run": True})
+    with pytest.raises(LauncherConfigError, match="a hand-built pipeline has no dry run"):
+        run_pipeline(rows_pipeline, {"factor": 1}, output_dir=str(tmp_path), settings=settings)
+    assert not list(tmp_path.iterdir())
+
+
 def test_the_same_pipeline_runs_on_vertex_with_the_launchers_settings(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:

@@ -88,7 +88,7 @@ def _hydra_composes(
     """What Hydra's basic launcher composes for job num."""
     config = loader.load_sweep_config(master, overrides)
     with open_dict(config):
-        config.hydra.job.id = f"{config.hydra.job.name}_{num}"
+        config.hydra.job.id = num
         config.hydra.job.num = num
     HydraConfig.instance().set_config(config)
     return config

@@ -6,6 +6,7 @@ virtualenv that has it (.ci/run), since the extra moves google-cloud-aiplatform 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -167,7 +168,12 @@ def test_without_the_extra_the_setting_and_the_install_are_named(tmp_path: Path)
     )
     assert proc.returncode != 0
     assert "hydra.launcher.spot makes each step a Vertex CustomJob" in proc.stderr
-    assert "pip install 'hydra-vertex-pipeline-launcher[customjob]'" in proc.stderr
+    # Lines a user can run: the extra's own requirement (this package is on no index yet), or
+    # the extra from a checkout.
+    # As setup.py declares the extra (the order of its specifiers is the metadata's).
+    assert re.search(r"`pip install 'google-cloud-pipeline-components[<>=0-9.,]*'`", proc.stderr)
+    assert ">=2.20" in proc.stderr
+    assert "`pip install '.[customjob]'` in a checkout of this repository" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (sweep / "0" / "artifact.txt").exists()
 

@@ -186,3 +186,14 @@ def test_a_bad_resource_quantity_is_named_before_anything_is_staged(tmp_path: Pa
     assert proc.returncode != 0
     assert "hydra.launcher.resources.memory_limit='12X': Invalid memory string" in proc.stderr
     assert not (sweep / "vertex_pipeline").exists(), "no half run is left behind"
+
+
+def test_jobs_start_in_job_number_order(tmp_path: Path) -> None:
+    # One lane: the order the steps start in is the order the backend hands them out.
+    board, sweep = tmp_path / "board", tmp_path / "m"
+    xs = ",".join(str(x) for x in range(12))
+    args = ["-m", f"+x={xs}", LOCAL, f"+board={board}", f"hydra.sweep.dir={sweep}"]
+    proc = run_app("rendezvous.py", [*args, "hydra.launcher.local.max_parallel=1"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    starts = {int(p.stem): read_json(p)["start"] for p in board.glob("*.json")}
+    assert sorted(starts, key=starts.__getitem__) == list(range(12))

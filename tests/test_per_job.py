@@ -107,6 +107,21 @@ def test_a_bad_quantity_from_a_jobs_config_is_named(tmp_path: Path) -> None:
     assert not list(sweep.glob("vertex_pipeline/*/jobs"))
 
 
+def test_every_job_with_a_wrong_setting_is_named_in_one_error(tmp_path: Path) -> None:
+    sweep = tmp_path / "m"
+    memories = ["2G", *(f"{n}X" for n in range(12))]
+    args = ["-m", "model=s", f"model.memory={','.join(memories)}", f"hydra.sweep.dir={sweep}"]
+    proc = run_app(APP, args, tmp_path)
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert "12 jobs' settings need a fix:" in said and "Staging" not in said
+    # The first ten, each with its job and value, then how many more.
+    for num in range(1, 11):
+        assert f"  - Job #{num} model=s model.memory={num - 1}X: " in said
+    assert "  - ... and 2 more" in said and "Job #11" not in said
+    assert not (sweep / "vertex_pipeline").exists()
+
+
 def _assert_lanes(spec: Dict[str, Any], lanes: int) -> None:
     """Every task waits for at most one other, whatever its outcome, and no task is waited for
     by two: the DAG is `lanes` chains, so at most `lanes` steps can run at once."""

@@ -12,6 +12,13 @@ from fake_vertex import FakeVertex
 from google.cloud import storage
 from vertexutil import sweep_args
 
+from hydra_plugins.hydra_vertex_pipeline_launcher.config import (
+    LauncherConfigError,
+    bucket_name_problem,
+    settings_from,
+    validate,
+)
+
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 
 
@@ -23,8 +30,10 @@ def _refused(tmp_path: Path, settings: List[str], before_the_sweep: bool = True)
         "flaky.py", ["-m", "+x=1,3", LOCAL, f"hydra.sweep.dir={sweep}", *settings], tmp_path
     )
     assert proc.returncode != 0
-    # The message, and Hydra's hint about HYDRA_FULL_ERROR.
-    assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 2, proc.stderr
+    # The message (its list of settings, when several are wrong), and Hydra's hint about
+    # HYDRA_FULL_ERROR.
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len([line for line in lines if not line.startswith("  - ")]) == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     if before_the_sweep:
         assert not sweep.exists()
@@ -150,3 +159,74 @@ def test_a_pinned_image_gets_no_warning(
     proc = _with_image(fake_vertex, gcs_bucket, tmp_path / "m", digest)
     assert proc.returncode == 0, proc.stderr
     assert "not reproducible" not in proc.stdout + proc.stderr
+
+
+def test_every_wrong_or_missing_setting_is_named_in_one_error_before_staging(
+    tmp_path: Path,
+) -> None:
+    sweep = tmp_path / "multirun"
+    settings = [
+        "hydra/launcher=vertex_pipeline",
+        "hydra.launcher.resources.memory_limit=32X",
+        "hydra.launcher.retries=-1",
+    ]
+    proc = run_app("flaky.py", ["-m", "+x=1,3", f"hydra.sweep.dir={sweep}", *settings], tmp_path)
+    assert proc.returncode != 0
+    said = proc.stderr
+    assert "5 launcher settings need a fix:" in said, said
+    for named in (
+        "hydra.launcher.project is not set",
+        "hydra.launcher.image is not set",
+        "hydra.launcher.staging_root is not set",
+        "hydra.launcher.resources.memory_limit='32X': Invalid memory string",
+        "hydra.launcher.retries=-1: set it to 0 or more",
+    ):
+        assert f"  - {named}" in said
+    assert "Staging" not in proc.stdout + said and "Traceback" not in said
+    assert not sweep.exists()
+
+
+def test_a_wrong_quantity_alone_is_refused_before_any_staging_line(tmp_path: Path) -> None:
+    said = _refused(tmp_path, ["hydra.launcher.resources.memory_limit=32X"])
+    assert "hydra.launcher.resources.memory_limit='32X': Invalid memory string" in said
+    said = _refused(tmp_path, ["hydra.launcher.resources.cpu_limit=4 cores"])
+    assert "hydra.launcher.resources.cpu_limit='4 cores': Invalid cpu string" in said
+
+
+def test_a_bucket_name_cloud_storage_refuses_is_refused(tmp_path: Path) -> None:
+    said = _refused(tmp_path, ["hydra.launcher.staging_root=gs://My_Bucket/hydra"])
+    assert "'My_Bucket' cannot be a Cloud Storage bucket name: use lowercase letters" in said
+
+
+@pytest.mark.parametrize(
+    ("bucket", "rule"),
+    [
+        ("My_Bucket", "lowercase letters"),
+        ("ab", "at least 3 characters"),
+        ("-bucket", "starting and ending with a letter or digit"),
+        ("bucket_", "starting and ending with a letter or digit"),
+        ("b" * 64, "without dots has at most 63"),
+        ("a." + "b" * 64, "each dot-separated part 1 to 63"),
+        (".".join(["b" * 60] * 4), "at most 222 characters"),
+        ("a..b", "each dot-separated part 1 to 63"),
+        ("192.168.5.4", "cannot be an IP address"),
+        ("goog-data", "cannot start with goog"),
+        ("my-google-data", "hold google"),
+        ("my-g00gle-data", "hold google"),
+    ],
+)
+def test_bucket_names_are_checked_as_cloud_storage_rules_them(bucket: str, rule: str) -> None:
+    problem = bucket_name_problem(bucket)
+    assert problem is not None and rule in problem
+    conf = settings_from({"backend": "local", "staging_root": f"gs://{bucket}/x"})
+    with pytest.raises(LauncherConfigError, match="cannot be a Cloud Storage bucket name"):
+        validate(conf)
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    ["abc", "my-bucket_1", "b" * 63, "a.b.c", ".".join(["b" * 63] * 3), "0day", "1.2.3.4.5"],
+)
+def test_bucket_names_cloud_storage_allows_are_accepted(bucket: str) -> None:
+    assert bucket_name_problem(bucket) is None
+    validate(settings_from({"backend": "local", "staging_root": f"gs://{bucket}/x"}))

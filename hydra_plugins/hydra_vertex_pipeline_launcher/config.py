@@ -8,7 +8,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.object_type import ObjectType
@@ -137,6 +137,10 @@ class VertexPipelineLauncherConf:
     secret_env: Dict[str, str] = field(default_factory=dict)
     # Where steps read secret_env from; an http:// URL means a local emulator (anonymous).
     secret_manager_endpoint: str = "https://secretmanager.googleapis.com"
+    # True: compose, check, pack, build and compile as a launch does, write pipeline.yaml and
+    # plan.json (jobs, tasks, per-job settings, what would be staged) to the run's dir below
+    # the sweep dir, and end (exit status 0) without uploading or creating anything.
+    dry_run: bool = False
 
 
 @dataclass
@@ -163,28 +167,67 @@ MAX_SECONDS = 1e7
 
 
 def validate(conf: VertexPipelineLauncherConf) -> None:
-    """Checks what the dataclass types cannot, naming the setting and its fix."""
-    _check_modes(conf)
-    _check_staging_root(conf)
-    _check_timing(conf)
-    _check_steps(conf)
+    """Checks what the dataclass types cannot: one error naming every wrong or missing setting
+    and its fix, so that a user fixes them all in one try."""
+    problems = setting_problems(conf)
+    if problems:
+        raise one_error(problems, "launcher settings need a fix")
+
+
+# How many problems one error lists; the rest are counted.
+LISTED_PROBLEMS = 10
+
+
+def one_error(problems: List[str], what: str) -> LauncherConfigError:
+    """One error for every problem: a single one as it is, several listed, one a line."""
+    if len(problems) == 1:
+        return LauncherConfigError(problems[0])
+    listed = "".join(f"\n  - {problem}" for problem in problems[:LISTED_PROBLEMS])
+    if len(problems) > LISTED_PROBLEMS:
+        listed += f"\n  - ... and {len(problems) - LISTED_PROBLEMS} more"
+    return LauncherConfigError(f"{len(problems)} {what}:{listed}")
+
+
+def setting_problems(conf: VertexPipelineLauncherConf) -> List[str]:
+    """What each check said of conf, in the order of the checks."""
+    problems = []
+    for check in _CHECKS:
+        try:
+            check(conf)
+        except LauncherConfigError as problem:
+            problems.append(str(problem))
+    return problems
 
 
 def _check_modes(conf: VertexPipelineLauncherConf) -> None:
     _check_choice(conf.backend, "backend", BACKENDS)
+
+
+def _check_single_run(conf: VertexPipelineLauncherConf) -> None:
     _check_choice(conf.single_run, "single_run", SINGLE_RUN_MODES)
+
+
+def _check_execution(conf: VertexPipelineLauncherConf) -> None:
     _check_choice(conf.execution, "execution", EXECUTION_MODES)
-    _check_command(conf)
+
+
+def _check_wait(conf: VertexPipelineLauncherConf) -> None:
     if not conf.wait and conf.backend == "local":
         raise LauncherConfigError(
             "hydra.launcher.wait=false: a local run cannot outlive its launcher. Use the vertex "
             "backend to detach, or leave wait=true."
         )
+
+
+def _check_project(conf: VertexPipelineLauncherConf) -> None:
     if conf.backend == "vertex":
         _require(conf.project, "project", "the Google Cloud project id, e.g. my-proj")
+
+
+def _check_image_setting(conf: VertexPipelineLauncherConf) -> None:
+    if conf.backend == "vertex":
         _require(conf.image, "image", "the container image that has your app and this plugin")
         _check_image(str(conf.image))
-        _require(conf.staging_root, "staging_root", "a Cloud Storage prefix, gs://my-bucket/hydra")
 
 
 def _check_image(image: str) -> None:
@@ -225,6 +268,8 @@ def _check_command(conf: VertexPipelineLauncherConf) -> None:
 
 
 def _check_staging_root(conf: VertexPipelineLauncherConf) -> None:
+    if conf.backend == "vertex":
+        _require(conf.staging_root, "staging_root", "a Cloud Storage prefix, gs://my-bucket/hydra")
     root = str(conf.staging_root or "")
     setting = f"hydra.launcher.staging_root={conf.staging_root!r}"
     if root.startswith("gs:") and not root.startswith("gs://"):
@@ -240,15 +285,23 @@ def _check_staging_root(conf: VertexPipelineLauncherConf) -> None:
     _check_bucket(conf.staging_root)
 
 
-def _check_timing(conf: VertexPipelineLauncherConf) -> None:
-    for name in ("poll_interval", "max_poll_interval", "log_upload_interval", "request_timeout"):
+def _seconds_check(name: str) -> Callable[[VertexPipelineLauncherConf], None]:
+    def check(conf: VertexPipelineLauncherConf) -> None:
         _check_positive(getattr(conf, name), name)
+
+    return check
+
+
+def _check_timing(conf: VertexPipelineLauncherConf) -> None:
     if conf.poll_interval > conf.max_poll_interval:
         raise LauncherConfigError(
             f"hydra.launcher.poll_interval={conf.poll_interval} is above "
             f"hydra.launcher.max_poll_interval={conf.max_poll_interval}, the longest wait between "
             "status reads: lower poll_interval or raise max_poll_interval."
         )
+
+
+def _check_timeout(conf: VertexPipelineLauncherConf) -> None:
     if conf.timeout is not None:
         _check_positive(conf.timeout, "timeout")
 
@@ -267,26 +320,52 @@ def _check_secret_env(conf: VertexPipelineLauncherConf) -> None:
             )
 
 
-def _check_steps(conf: VertexPipelineLauncherConf) -> None:
-    _check_secret_env(conf)
+def _check_retries(conf: VertexPipelineLauncherConf) -> None:
     if conf.retries < 0:
         raise LauncherConfigError(f"hydra.launcher.retries={conf.retries}: set it to 0 or more.")
-    if conf.local.max_parallel is not None and conf.local.max_parallel < 1:
-        raise LauncherConfigError(
-            f"hydra.launcher.local.max_parallel={conf.local.max_parallel}: set it to 1 or more,"
-            " or null for one per CPU."
-        )
+
+
+def _check_parallel(conf: VertexPipelineLauncherConf) -> None:
     if conf.max_parallel is not None and conf.max_parallel < 1:
         raise LauncherConfigError(
             f"hydra.launcher.max_parallel={conf.max_parallel}: set it to 1 or more, or null for"
             " no cap."
         )
+
+
+def _check_local_parallel(conf: VertexPipelineLauncherConf) -> None:
+    if conf.local.max_parallel is not None and conf.local.max_parallel < 1:
+        raise LauncherConfigError(
+            f"hydra.launcher.local.max_parallel={conf.local.max_parallel}: set it to 1 or more,"
+            " or null for one per CPU."
+        )
+
+
+def _check_accelerator(conf: VertexPipelineLauncherConf) -> None:
     if conf.resources.accelerator_type and conf.resources.accelerator_count < 1:
         raise LauncherConfigError(
             "hydra.launcher.resources.accelerator_count must be 1 or more when "
             "hydra.launcher.resources.accelerator_type is set."
         )
-    _validate_custom_job(conf)
+
+
+# Kubernetes quantities as kfp's set_cpu_limit / set_memory_limit accept them: checked here too,
+# so that a wrong one is named with the other settings, before anything is staged.
+CPU_QUANTITY = re.compile(r"([0-9]*[.])?[0-9]+m?")
+MEMORY_QUANTITY = re.compile(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?")
+
+
+def _quantity_check(
+    name: str, pattern: "re.Pattern[str]", what: str, fix: str
+) -> Callable[[VertexPipelineLauncherConf], None]:
+    def check(conf: VertexPipelineLauncherConf) -> None:
+        value = getattr(conf.resources, name)
+        if value and not pattern.fullmatch(str(value)):
+            raise LauncherConfigError(
+                f"hydra.launcher.resources.{name}={value!r}: Invalid {what} string: {fix}."
+            )
+
+    return check
 
 
 def custom_job_settings(conf: VertexPipelineLauncherConf) -> List[str]:
@@ -294,12 +373,15 @@ def custom_job_settings(conf: VertexPipelineLauncherConf) -> List[str]:
     return [name for name, unset in CUSTOM_JOB_SETTINGS.items() if getattr(conf, name) != unset]
 
 
-def _validate_custom_job(conf: VertexPipelineLauncherConf) -> None:
+def _check_boot_disk(conf: VertexPipelineLauncherConf) -> None:
     if conf.boot_disk_size_gb is not None and conf.boot_disk_size_gb < 1:
         raise LauncherConfigError(
             f"hydra.launcher.boot_disk_size_gb={conf.boot_disk_size_gb}: set it to a positive "
             "number of GB, or null for Vertex's default."
         )
+
+
+def _check_max_wait(conf: VertexPipelineLauncherConf) -> None:
     if conf.max_wait_duration is not None:
         _check_positive(conf.max_wait_duration, "max_wait_duration")
         if conf.spot:
@@ -308,6 +390,9 @@ def _validate_custom_job(conf: VertexPipelineLauncherConf) -> None:
                 "Vertex's FLEX_START scheduling; a Spot step (hydra.launcher.spot=true) does not "
                 "wait for one. Set only one of them."
             )
+
+
+def _check_machine_sizes(conf: VertexPipelineLauncherConf) -> None:
     chosen = custom_job_settings(conf)
     sized = [k for k in ("cpu_limit", "memory_limit") if getattr(conf.resources, k)]
     if chosen and sized:
@@ -324,6 +409,42 @@ def _check_choice(value: str, name: str, choices: Tuple[str, ...]) -> None:
         raise LauncherConfigError(
             f"hydra.launcher.{name}={value!r}: set it to one of {', '.join(choices)}."
         )
+
+
+_CHECKS: List[Callable[[VertexPipelineLauncherConf], None]] = [
+    _check_modes,
+    _check_single_run,
+    _check_execution,
+    _check_command,
+    _check_wait,
+    _check_project,
+    _check_image_setting,
+    _check_staging_root,
+    *(
+        _seconds_check(name)
+        for name in ("poll_interval", "max_poll_interval", "log_upload_interval", "request_timeout")
+    ),
+    _check_timing,
+    _check_timeout,
+    _check_secret_env,
+    _check_retries,
+    _check_parallel,
+    _check_local_parallel,
+    _quantity_check(
+        "cpu_limit", CPU_QUANTITY, "cpu", "give a number of CPUs (4, 0.5) or of millicores (500m)"
+    ),
+    _quantity_check(
+        "memory_limit",
+        MEMORY_QUANTITY,
+        "memory",
+        "give a number of bytes, or a number followed by one of E, Ei, P, Pi, T, Ti, G, Gi, M, "
+        "Mi, K, Ki (e.g. 16G)",
+    ),
+    _check_accelerator,
+    _check_boot_disk,
+    _check_max_wait,
+    _check_machine_sizes,
+]
 
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -364,11 +485,47 @@ def _require(value: Optional[str], name: str, what: str) -> None:
 
 
 def _check_bucket(staging_root: Optional[str]) -> None:
-    if staging_root and staging_root.startswith("gs://") and not staging_root[5:].split("/")[0]:
+    if not (staging_root and staging_root.startswith("gs://")):
+        return
+    bucket = staging_root[5:].split("/")[0]
+    if not bucket:
         raise LauncherConfigError(
             f"hydra.launcher.staging_root={staging_root!r} names no bucket. "
             "Set it to gs://<bucket>/<prefix>."
         )
+    broken = bucket_name_problem(bucket)
+    if broken:
+        raise LauncherConfigError(
+            f"hydra.launcher.staging_root={staging_root!r}: {bucket!r} cannot be a Cloud Storage "
+            f"bucket name: {broken}. Name the bucket you created (gcloud storage buckets list), "
+            "e.g. gs://my-bucket/hydra."
+        )
+
+
+BUCKET_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]")
+IP_ADDRESS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
+
+
+def bucket_name_problem(bucket: str) -> Optional[str]:
+    """Which of Cloud Storage's bucket naming rules the name breaks, if any
+    (https://cloud.google.com/storage/docs/buckets#naming)."""
+    parts = bucket.split(".")
+    if not BUCKET_CHARACTERS.fullmatch(bucket):
+        return (
+            "use lowercase letters, digits, -, _ and ., starting and ending with a letter or "
+            "digit, at least 3 characters"
+        )
+    if len(parts) == 1 and len(bucket) > 63:
+        return "a name without dots has at most 63 characters"
+    if len(bucket) > 222 or any(not 1 <= len(part) <= 63 for part in parts):
+        return "a dotted name has at most 222 characters, each dot-separated part 1 to 63"
+    if len(bucket) < 3:
+        return "a name has at least 3 characters"
+    if IP_ADDRESS.fullmatch(bucket):
+        return "a name cannot be an IP address"
+    if bucket.startswith("goog") or re.search(r"g[o0][o0]gle", bucket):
+        return "a name cannot start with goog or hold google (or a misspelling of it)"
+    return None
 
 
 def _check_positive(value: float, name: str) -> None:

@@ -8,6 +8,7 @@ run's own pipeline root, `<run dir>/pipeline_root/<task>/<artifact>`.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,7 +73,9 @@ class LocalBackend:
         self._pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="vertex-local")
         self._triggers = read_triggers(spec)
         with self._lock:
-            self._waiting = {step.task_name: step for step in steps}
+            # In number order (hydra-job-2 before hydra-job-10), not the spec's sorted text order.
+            in_order = sorted(steps, key=lambda step: _number_order(step.task_name))
+            self._waiting = {step.task_name: step for step in in_order}
             self._start_ready()
 
     def read_status(self) -> RunStatus:
@@ -197,6 +200,13 @@ class LocalBackend:
         if trigger.all_upstream_completed or not failed:
             return None
         return f"not started: the steps it waits for did not all succeed ({', '.join(failed)})"
+
+
+def _number_order(name: str) -> List[Union[int, str]]:
+    """A sort key that reads each run of digits in name as a number."""
+    # re.split with a group: the runs of digits are at the odd places.
+    parts = re.split(r"([0-9]+)", name)
+    return [int(part) if place % 2 else part for place, part in enumerate(parts)]
 
 
 def _failure(step: LocalStep, returncode: Optional[int]) -> Optional[str]:

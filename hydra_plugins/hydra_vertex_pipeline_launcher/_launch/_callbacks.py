@@ -48,7 +48,8 @@ def _take_over_next_run_job() -> None:
         hydra_run_mode.run_job = run_job_in_process  # once: a later run in this process is own
         settings = settings_from(_settings_node(config))
         validate(settings)
-        if settings.single_run == "in_process":
+        # A dry run never runs the job: it plans the one-step pipeline run.
+        if settings.single_run == "in_process" and not settings.dry_run:
             log.info(
                 "Running in this process (hydra.launcher.single_run=in_process); "
                 "set it to pipeline to run as a one-step pipeline run."

@@ -7,10 +7,11 @@ sweeper produced them, and where Hydra puts its outputs, as composed here).
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.types import TaskFunction
@@ -61,11 +62,16 @@ def plan(
 
 def default_command(launch_dir: str, task_function: TaskFunction) -> List[str]:
     """How this app was started, when its task is the started one's: its script (relative to
-    the launch dir when inside it) or `-m` module; a package's `__main__` that calls the task."""
+    the launch dir when inside it) or `-m` module; a package's `__main__` that calls the task;
+    the console script (a `console_scripts` entry point) of an installed package."""
     task_module = str(getattr(task_function, "__module__", ""))
     main = launching_main(launch_dir)
     if main is not None and task_module == "__main__":
         return ["python", str(main.path)] if main.path else ["python", "-m", str(main.module)]
+    script = console_script(task_module)
+    if script is not None:
+        # By name: the step finds it on its PATH or beside its Python (_command_job.runnable).
+        return [script]
     spec_name = str(getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", ""))
     package = spec_name[: -len(".__main__")] if spec_name.endswith(".__main__") else ""
     if package and (task_module == package or task_module.startswith(f"{package}.")):
@@ -76,6 +82,27 @@ def default_command(launch_dir: str, task_function: TaskFunction) -> List[str]:
         "hydra.launcher.command to the app's entrypoint in the image, e.g. "
         "hydra.launcher.command=[python,train.py]."
     )
+
+
+def console_script(task_module: str) -> Optional[str]:
+    """The name of the console script this process was started as, when it is an entry point
+    of an installed package whose function lives in task_module."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not main_file:
+        return None
+    name = Path(main_file).name
+    for entry_point in _console_scripts():
+        module = entry_point.value.partition(":")[0].strip()
+        if entry_point.name == name and module == task_module:
+            return name
+    return None
+
+
+def _console_scripts() -> List[Any]:
+    found = importlib.metadata.entry_points()
+    if hasattr(found, "select"):  # Python 3.10 and later
+        return list(found.select(group="console_scripts"))
+    return list(found.get("console_scripts", []))  # type: ignore[attr-defined]
 
 
 def job_overrides(job: ComposedJob, launch_dir: str, in_container: bool) -> List[str]:

@@ -177,7 +177,8 @@ def _compose_one(
     else:
         sweep_config = loader.load_sweep_config(master_config, overrides)
     with open_dict(sweep_config):
-        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{num}"
+        # As Hydra's basic launcher sets it: the job number (as a string, the field's type).
+        sweep_config.hydra.job.id = num
         sweep_config.hydra.job.num = num
     # What HydraConfig.set_config does to the config itself, as Hydra's run_job has it done.
     OmegaConf.set_readonly(sweep_config.hydra, True)

@@ -17,7 +17,8 @@ from ..config import (
     custom_job_settings,
 )
 
-INSTALL_HINT = "pip install 'hydra-vertex-pipeline-launcher[customjob]'"
+DISTRIBUTION = "hydra-vertex-pipeline-launcher"
+EXTRA = "customjob"
 SPOT = "SPOT"
 FLEX_START = "FLEX_START"
 STANDARD = "STANDARD"
@@ -137,10 +138,27 @@ def _wrapper(shape: MachineShape) -> Any:
         setting = _first_setting(shape)
         raise LauncherConfigError(
             f"hydra.launcher.{setting} makes each step a Vertex CustomJob, which needs "
-            f"google-cloud-pipeline-components ({e}). Install it with `{INSTALL_HINT}` (it moves "
-            "google-cloud-aiplatform to 1.x), or unset the CustomJob settings."
+            f"google-cloud-pipeline-components ({e}). Install it with {install_hint()} (it "
+            "moves google-cloud-aiplatform to 1.x), or unset the CustomJob settings."
         ) from e
     return create_custom_training_job_from_component
+
+
+def install_hint() -> str:
+    """Commands that install the [customjob] extra: its requirement as this installed version
+    declares it (the package is not on an index yet), or the extra from a checkout."""
+    import importlib.metadata
+
+    try:
+        declared = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        declared = []
+    marker = f'extra == "{EXTRA}"'
+    needed = [req.partition(";")[0].strip() for req in declared if marker in req]
+    checkout = f"`pip install '.[{EXTRA}]'` in a checkout of this repository"
+    if not needed:
+        return checkout
+    return f"`pip install {' '.join(repr(req) for req in needed)}` (or {checkout})"
 
 
 def _first_setting(shape: MachineShape) -> str:

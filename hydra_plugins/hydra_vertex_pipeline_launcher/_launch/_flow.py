@@ -139,7 +139,6 @@ def _run_pipeline(
     backend = make_backend(settings, run)
     try:
         storage = open_storage(run.staging_uri, settings.request_timeout, settings.staging_root)
-        _log_plan(settings, run, jobs)
         from ._build import build_pipeline  # kfp: only when a launch needs it
 
         in_container = not backend.steps_share_filesystem
@@ -161,6 +160,12 @@ def _run_pipeline(
             storage.check_access()
             run.spec_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(compiled), run.spec_path)
+        # Only now: whatever a setting makes packing, building or the bucket refuse comes first.
+        _log_plan(settings, run, jobs)
+        if settings.dry_run:
+            from ._plan import end_dry_run
+
+            end_dry_run(settings, run, jobs, job_settings, staged, task_jobs)
         upload(storage, staged)
         by_num = {job.num: job for job in jobs}
         watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]
@@ -378,7 +383,7 @@ def _log_plan(
 ) -> None:
     count = f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s")
     log.info(f"Launching {count} as pipeline run {run.run_id} ({settings.backend} backend)")
-    log.info(f"Staging to {run.staging_uri}")
+    log.info(f"{'Dry run: would stage' if settings.dry_run else 'Staging'} to {run.staging_uri}")
     unpinned = unpinned_image_warning(str(settings.image)) if settings.backend == "vertex" else None
     if unpinned:
         log.warning(unpinned)

@@ -15,6 +15,7 @@ from ..config import (
     CUSTOM_JOB_SETTINGS,
     LauncherConfigError,
     VertexPipelineLauncherConf,
+    one_error,
     settings_from,
     validate,
 )
@@ -29,12 +30,21 @@ def settings_per_job(
 ) -> Dict[int, VertexPipelineLauncherConf]:
     """Each job's settings: the run's, with the step settings its own config gives.
 
-    Raises LauncherConfigError, naming the setting and the job, when a job's config changes a
-    run-wide setting or gives a wrong step setting; called before anything is staged.
+    Raises one LauncherConfigError, naming the setting and the job for every job whose config
+    changes a run-wide setting or gives a wrong step setting; called before anything is staged.
     """
     # Typing a node takes long; most jobs of a sweep share the same one.
     typed: Dict[str, VertexPipelineLauncherConf] = {}
-    return {job.num: _job_settings(run_settings, job, typed) for job in jobs}
+    settings: Dict[int, VertexPipelineLauncherConf] = {}
+    problems: List[str] = []
+    for job in jobs:
+        try:
+            settings[job.num] = _job_settings(run_settings, job, typed)
+        except LauncherConfigError as problem:
+            problems.append(str(problem))
+    if problems:
+        raise one_error(problems, "jobs' settings need a fix")
+    return settings
 
 
 def _job_settings(

@@ -178,6 +178,13 @@ def _settings(
         assert isinstance(settings, VertexPipelineLauncherConf)
         _refuse_step_settings(settings)
     conf = dataclasses.replace(settings, backend=backend or settings.backend)
+    if conf.dry_run:
+        # Never ignored: a settings object carrying it would otherwise start a real run.
+        raise LauncherConfigError(
+            "run_pipeline: dry_run=true stops a launch of Hydra jobs before anything is "
+            "uploaded; a hand-built pipeline has no dry run. To check it without running it, "
+            "compile it: kfp.compiler.Compiler().compile(pipeline, 'pipeline.yaml')."
+        )
     # Each component names its own image: the launcher's is neither needed nor used.
     validate(dataclasses.replace(conf, image=conf.image or "each-components-own"))
     return conf

@@ -52,9 +52,14 @@ FORWARDED_SIGNALS = tuple(
 
 
 def runnable(command: List[str]) -> List[str]:
-    """`python` is the step's own interpreter, as the local backend runs the step itself."""
+    """`python` is the step's own interpreter, as the local backend runs the step itself; a
+    bare name not on PATH, a console script installed beside it (a virtualenv's bin/)."""
     if command and command[0] in ("python", "python3"):
         return [sys.executable, *command[1:]]
+    if command and os.sep not in command[0] and shutil.which(command[0]) is None:
+        beside = Path(sys.executable).parent / command[0]
+        if beside.is_file():
+            return [str(beside), *command[1:]]
     return list(command)
 
 

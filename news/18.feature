@@ -1,0 +1,3 @@
+`hydra.launcher.dry_run=true`: composes, checks, packs, builds and compiles as a launch does, writes `pipeline.yaml` and `plan.json` (the run's settings, each job's task, step settings and staged objects with their sizes) into `<sweep dir>/vertex_pipeline/<run id>/`, prints a summary and ends with exit status 0, uploading and creating nothing (both backends).
+Command mode runs an app started by its console script (a `console_scripts` entry point of an installed package): each step runs that script by name, found on its PATH or beside its Python.
+A plain `pip install -e .` of a checkout is now found by Hydra's plugin scan (no `--config-settings editable_mode=compat` needed).
