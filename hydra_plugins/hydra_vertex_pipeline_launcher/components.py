@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 # The parameter types whose values Hydra reads back from Vertex's text as they were sent (and
 # lists of them).
 SCALAR_TYPES = (int, float, str, bool)
+# Each step's Hydra output dir (its .hydra/, its job log, what it writes there with
+# hydra.job.chdir=true) is an output artifact of its own: the component's `hydra_run_dir`.
+RUN_DIR_KEY = "hydra.run.dir"
 
 
 def hydra_component(
@@ -63,6 +66,10 @@ def hydra_component(
     (e.g. `["+experiment=big", "hydra.job.chdir=true"]`), then one override per parameter
     (`name -> type`), input artifact and output artifact, in that order.
 
+    Each step's Hydra output dir is its output artifact `hydra_run_dir` (the override
+    `hydra.run.dir=<its path>` comes last), so every step has its own, and it comes back with
+    the run's other artifacts; unless `hydra.run.dir` is set in `overrides` or `outputs`.
+
     A name is the override's key (`lr`, `data.path`, `+extra`): the component's input or
     output is that key without its leading `+` and with `.` as `_` (`data_path`, `extra`), so an
     output `model` is `task.outputs["model"]`.
@@ -73,6 +80,7 @@ def hydra_component(
 
     params = dict(parameters or {})
     _check_command(name, command, overrides)
+    outputs = [*outputs, *_run_dir_output(overrides, [*params, *inputs, *outputs])]
     keys = _input_names(name, [*params, *inputs, *outputs])
     for key, kind in params.items():
         _check_type(name, key, kind)
@@ -141,6 +149,12 @@ def _check_command(name: str, command: Sequence[str], overrides: Sequence[str]) 
             )
     if not command:
         raise ValueError(f"hydra_component({name!r}): command is empty; give the app's command.")
+
+
+def _run_dir_output(overrides: Sequence[str], keys: Sequence[str]) -> List[str]:
+    """The step's own Hydra output dir as an output, unless the caller set hydra.run.dir."""
+    given = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    return [] if RUN_DIR_KEY in [*given, *keys] else [RUN_DIR_KEY]
 
 
 def _input_names(name: str, keys: List[str]) -> Dict[str, str]:
