@@ -328,6 +328,8 @@ def _assert_collected_from_vertex(run_dir: Path, job: Any) -> None:
         custom_job = job.tasks[key].custom_jobs[-1].split("/")[-1]
         logs = (run_dir / "tasks" / key / "logs.txt").read_text()
         assert f'resource.labels.job_id="{custom_job}"' in logs, logs
+        # gcsfuse's folder markers among the stored output dirs are no files, and no refusal.
+        assert read_json(run_dir / "tasks" / key / "vertex_status.json")["error"] is None
     made, summed = tasks["make-rows"], tasks["sum-rows"]
     received = json.loads(made.artifacts["data"].read_text())["received"]
     _assert_rows_ran(received, read_json(summed.artifacts["summary"]))

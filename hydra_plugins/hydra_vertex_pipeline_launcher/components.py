@@ -47,9 +47,6 @@ if TYPE_CHECKING:
 # The parameter types whose values Hydra reads back from Vertex's text as they were sent (and
 # lists of them).
 SCALAR_TYPES = (int, float, str, bool)
-# Each step's Hydra output dir (its .hydra/, its job log, what it writes there with
-# hydra.job.chdir=true) is an output artifact of its own: the component's `hydra_run_dir`.
-RUN_DIR_KEY = "hydra.run.dir"
 
 
 def hydra_component(
@@ -153,6 +150,8 @@ def _check_command(name: str, command: Sequence[str], overrides: Sequence[str]) 
 
 def _run_dir_output(overrides: Sequence[str], keys: Sequence[str]) -> List[str]:
     """The step's own Hydra output dir as an output, unless the caller set hydra.run.dir."""
+    from .config import RUN_DIR_KEY
+
     given = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
     return [] if RUN_DIR_KEY in [*given, *keys] else [RUN_DIR_KEY]
 

@@ -16,8 +16,8 @@ from .._backends._choice import make_backend
 from .._backends._local import PIPELINE_ROOT
 from .._backends._spec import output_artifacts, read_spec, read_steps, task_display_names
 from .._shared._storage import Storage, open_storage
-from ..components import RUN_DIR_KEY
 from ..config import (
+    RUN_DIR_KEY,
     LauncherConfigError,
     VertexPipelineLauncherConf,
     VertexPipelineLocalLauncherConf,
