@@ -127,9 +127,11 @@ def run_pipeline(
     The settings are hydra.launcher's, as keyword arguments (`project=`, `location=`,
     `staging_root=` (the run's pipeline root is under it), `service_account=`, `labels=`,
     `network=`, `request_timeout=`, ...) or a `settings` object (its settings that shape the
-    launcher's own steps, such as image or retries, are not used: set them on the tasks). On
-    the local backend the steps' artifacts are in
-    `<output_dir>/vertex_pipeline/<run id>/pipeline_root/<task>/<name>`.
+    launcher's own steps, such as image or retries, are not used: set them on the tasks).
+    The steps' artifacts are in `<output_dir>/vertex_pipeline/<run id>/pipeline_root/<task>/
+    <name>` (on Vertex, fetched there from the run's pipeline root as each task ends, or by
+    `hydra-vertex-pipeline attach`); a step's console output is in `steps/<task>.log` (local) or
+    Cloud Logging (Vertex: `tasks/<task>/logs.txt` says where).
     """
     from ._launch._pipeline_run import run
 
