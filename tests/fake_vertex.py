@@ -27,7 +27,11 @@ Each task runs in ``scratch_root/<job id>/<task key>/`` (fresh per attempt: a co
 ``image_dir``, the image's working dir, when given) and logs to
 ``scratch_root/<job id>/<task key>.log``; its output artifacts are at
 ``scratch_root/<job id>/pipeline_root/<task key>/<name>`` (Vertex's pipeline root, as mounted
-in a step), which is what ``{{$.inputs.artifacts[...].path}}`` of a consumer renders to.
+in a step), which is what ``{{$.inputs.artifacts[...].path}}`` of a consumer renders to. After
+each attempt, what it wrote there is stored in the pipeline root on Cloud Storage (the emulator
+at STORAGE_EMULATOR_HOST, when the root is a gs:// one), as gcsfuse stores it (a folder marker
+``<name>/`` per folder), at the URI taskDetails[].outputs reports:
+``<gcsOutputDirectory>/<project>/<job id>/<task key>_<task id>/<name>``.
 Tasks are started in natural DAG-key order.
 """
 
@@ -51,6 +55,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.request import Request, urlopen
 
 # A task whose container is this module is a CustomJob step made by google-cloud-pipeline-
 # components: the fake creates (records) the CustomJob and runs its worker pool 0's container.
@@ -194,6 +199,10 @@ class TaskRun:
     custom_job_error: Optional[str] = None
     # Its output artifacts' paths by name: Vertex's launcher fails a task that leaves one out.
     outputs: dict[str, str] = field(default_factory=dict)
+    # Where each is stored in the pipeline root (gs://...), and what taskDetails says instead
+    # (misreport_artifact).
+    artifact_uris: dict[str, str] = field(default_factory=dict)
+    reported_uris: dict[str, str] = field(default_factory=dict)
 
     def matches(self, substring: str) -> bool:
         return substring in self.key or substring in self.name
@@ -590,6 +599,16 @@ class FakeVertex:
             self._held = False
             self._cond.notify_all()
 
+    def misreport_artifact(
+        self, job_id: str, task_name_substring: str, name: str, uri: str
+    ) -> None:
+        """Report ``uri`` in taskDetails for the output ``name`` of matching tasks (the artifact
+        is still stored where it belongs)."""
+        with self._cond:
+            for task in self.jobs[job_id].tasks.values():
+                if task.matches(task_name_substring):
+                    task.reported_uris[name] = uri
+
     def cancel(self, job_id: str) -> bool:
         """Cancel as a console user would; False if the job had already ended."""
         with self._cond:
@@ -751,10 +770,14 @@ class FakeVertex:
         dag_tasks = spec.get("root", {}).get("dag", {}).get("tasks", {})
         # The spec went through a protobuf Struct (a map), so key order is arbitrary; run and
         # report tasks in natural key order (task-2 before task-10) to keep tests deterministic.
+        root = str(body.get("runtimeConfig", {}).get("gcsOutputDirectory", "")).rstrip("/")
         tasks = {
             key: self._new_task(spec, key, dag_tasks[key], job_dir, created)
             for key in sorted(dag_tasks, key=_natural_key)
         }
+        for task in tasks.values():
+            stored = f"{root}/{project}/{job_id}/{task.key}_{task.task_id}"
+            task.artifact_uris = {name: f"{stored}/{name}" for name in task.outputs}
         return JobRecord(
             job_id=job_id,
             name=f"projects/{project}/locations/{location}/pipelineJobs/{job_id}",
@@ -861,6 +884,7 @@ class FakeVertex:
             if proc is None:
                 return
             rc = proc.wait()
+            _store_outputs(task)
             with self._cond:
                 retry = self._after_attempt(job, task, rc)
 
@@ -1036,8 +1060,62 @@ class FakeVertex:
         if task.custom_jobs:
             container = {"mainJob": task.custom_jobs[-1], "failedMainJobs": task.custom_jobs[:-1]}
             out["executorDetail"] = {"containerDetail": container}
+        if task.start_time is not None and task.artifact_uris:
+            # Vertex lists a running task's outputs already: their URIs are set before it starts.
+            uris = {**task.artifact_uris, **task.reported_uris}
+            out["outputs"] = {
+                name: {
+                    "artifacts": [
+                        {"displayName": name, "uri": uri, "schemaTitle": "system.Artifact"}
+                    ]
+                }
+                for name, uri in uris.items()
+            }
         _put_optional(out, startTime=task.start_time, endTime=task.end_time, error=task.error)
         return out
+
+
+def _store_outputs(task: TaskRun) -> None:
+    """What the attempt wrote at its output paths, into the pipeline root on the emulator."""
+    host = os.environ.get("STORAGE_EMULATOR_HOST")
+    for name, path in task.outputs.items():
+        uri = task.artifact_uris.get(name, "")
+        if host and uri.startswith("gs://") and os.path.exists(path):
+            bucket, _, key = uri[len("gs://") :].partition("/")
+            for object_name, data in _objects_of(Path(path), key):
+                _upload(host, bucket, object_name, data)
+
+
+def _objects_of(path: Path, key: str) -> list[tuple[str, bytes]]:
+    """A file as one object; a folder as its files and, as gcsfuse's mkdir leaves them, a
+    marker object ``<folder>/`` per folder."""
+    if path.is_file():
+        return [(key, path.read_bytes())]
+    found = [(f"{key}/", b"")]
+    for item in sorted(path.rglob("*")):
+        name = f"{key}/{item.relative_to(path).as_posix()}"
+        found.append((f"{name}/", b"") if item.is_dir() else (name, item.read_bytes()))
+    return found
+
+
+def _upload(host: str, bucket: str, name: str, data: bytes) -> None:
+    """A multipart upload, as google-cloud-storage sends small objects (the emulator's media
+    upload cannot store an empty object, such as a folder marker)."""
+    boundary = "fake-vertex-boundary"
+    body = b"".join(
+        [
+            f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
+            json.dumps({"name": name}).encode(),
+            f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode(),
+            data,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    url = f"{host}/upload/storage/v1/b/{bucket}/o?uploadType=multipart"
+    request = Request(url, data=body, method="POST")
+    request.add_header("Content-Type", f"multipart/related; boundary={boundary}")
+    with urlopen(request, timeout=30) as answer:
+        answer.read()
 
 
 def _missing_output(task: TaskRun) -> Optional[str]:

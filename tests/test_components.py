@@ -5,6 +5,7 @@ pipelines of unchanged Hydra apps run on the local backend and through the fake 
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, List
 
 import pytest
@@ -73,12 +74,14 @@ def test_the_compiled_spec_holds_hydra_style_arguments(tmp_path: Path) -> None:
         "tags={{$.inputs.parameters['tags']}}",
         "fail={{$.inputs.parameters['fail']}}",
         "data={{$.outputs.artifacts['data'].path}}",
+        "hydra.run.dir={{$.outputs.artifacts['hydra_run_dir'].path}}",
     ]
     assert executors["exec-sum-rows"]["container"]["args"] == [
         "hydra.job.chdir=true",
         "factor={{$.inputs.parameters['factor']}}",
         "data={{$.inputs.artifacts['data'].path}}",
         "summary={{$.outputs.artifacts['summary'].path}}",
+        "hydra.run.dir={{$.outputs.artifacts['hydra_run_dir'].path}}",
     ]
     assert executors["exec-sum-rows"]["container"]["command"] == [
         "python",
@@ -99,11 +102,14 @@ def test_keys_become_the_components_inputs_and_outputs(tmp_path: Path) -> None:
     component = hydra_component(
         "keys", IMAGE, ["python", "app.py"], {"optim.lr": float, "+seed": int}, (), ["out.dir"]
     )
+    # The caller's own hydra.run.dir: no output dir artifact of the step's own.
+    own_dir = hydra_component("own", IMAGE, ["python", "app.py"], overrides=["hydra.run.dir=x"])
 
     @dsl.pipeline(name="keys")
     def keys() -> None:
         task = component(optim_lr=0.1, seed=3)
-        assert set(task.outputs) == {"out_dir"}
+        assert set(task.outputs) == {"out_dir", "hydra_run_dir"}
+        assert not own_dir().outputs
 
     compiler.Compiler().compile(keys, str(tmp_path / "keys.yaml"))
     args = yaml.safe_load((tmp_path / "keys.yaml").read_text())["deploymentSpec"]["executors"]
@@ -111,7 +117,9 @@ def test_keys_become_the_components_inputs_and_outputs(tmp_path: Path) -> None:
         "optim.lr={{$.inputs.parameters['optim_lr']}}",
         "+seed={{$.inputs.parameters['seed']}}",
         "out.dir={{$.outputs.artifacts['out_dir'].path}}",
+        "hydra.run.dir={{$.outputs.artifacts['hydra_run_dir'].path}}",
     ]
+    assert args["exec-own"]["container"]["args"] == ["hydra.run.dir=x"]
 
 
 @pytest.mark.parametrize(
@@ -155,21 +163,34 @@ def test_the_local_backend_runs_two_apps_wired_by_an_artifact(
     _assert_rows_ran(
         json.loads(data.read_text())["received"], read_json(summed.artifacts["summary"])
     )
-    # Each step is its app's own Hydra run, in this dir, with the overrides the step passed.
-    (summed_run,) = [
-        p for p in tmp_path.glob("outputs/*/*/.hydra/overrides.yaml") if "factor=" in p.read_text()
-    ]
-    hydra_yaml = yaml.safe_load((summed_run.parent / "hydra.yaml").read_text())
+    # Each step is its app's own Hydra run, in an output dir of its own, with the overrides
+    # the step passed and only its own log lines.
+    assert not (tmp_path / "outputs").exists()
+    _assert_own_output_dirs(run.tasks)
+    hydra_yaml = yaml.safe_load((summed.output_dir / ".hydra" / "hydra.yaml").read_text())
     assert "hydra.job.chdir=true" in hydra_yaml["hydra"]["overrides"]["hydra"]
-    assert yaml.safe_load(summed_run.read_text()) == [
+    assert yaml.safe_load((summed.output_dir / ".hydra" / "overrides.yaml").read_text()) == [
         "factor=4",
         f"data={data}",
         f"summary={summed.artifacts['summary']}",
     ]
+    assert "make_rows printed: 3 rows" in (run.run_dir / "steps" / "make-rows.log").read_text()
     assert (
         read_json(run.run_dir / "tasks" / "sum-rows" / "vertex_status.json")["state"] == "SUCCEEDED"
     )
     assert read_json(run.run_dir / "run.json")["state"] == "SUCCEEDED"
+
+
+def _assert_own_output_dirs(tasks: Dict[str, Any]) -> None:
+    """Each rows task's Hydra output dir is its own, in its artifacts, with its job's log."""
+    made, summed = tasks["make-rows"], tasks["sum-rows"]
+    assert made.output_dir == made.artifacts["hydra_run_dir"] != summed.output_dir
+    made_log = (made.output_dir / "make_rows.log").read_text()
+    assert "make_rows logged: 3 rows" in made_log and "sum_rows" not in made_log
+    summed_log = (summed.output_dir / "sum_rows.log").read_text()
+    assert "sum_rows logged: 6.0" in summed_log and "make_rows" not in summed_log
+    made_overrides = yaml.safe_load((made.output_dir / ".hydra" / "overrides.yaml").read_text())
+    assert "rows=3" in made_overrides and not any("factor" in o for o in made_overrides)
 
 
 def test_a_failed_step_stops_the_steps_that_need_its_artifact(
@@ -303,11 +324,29 @@ def test_the_same_pipeline_runs_on_vertex_with_the_launchers_settings(
     )
     assert body["serviceAccount"] == "steps@test-proj.iam.gserviceaccount.com"
     assert body["labels"]["team"] == "ml"
-    artifacts = fake_vertex.scratch_root / run.run_id / "pipeline_root"
-    received = json.loads((artifacts / "make-rows" / "data").read_text())["received"]
-    _assert_rows_ran(received, read_json(artifacts / "sum-rows" / "summary"))
     status = read_json(run.run_dir / "tasks" / "sum-rows" / "vertex_status.json")
     assert status["state"] == "SUCCEEDED" and status["display_name"] == "sum rows"
+    _assert_collected_from_vertex(run.run_dir, fake_vertex.jobs[run.run_id])
+
+
+def _assert_collected_from_vertex(run_dir: Path, job: Any) -> None:
+    """What the run's tasks left in its pipeline root on Cloud Storage, fetched into the run dir
+    where the local backend leaves it, and where each task's console output is in Cloud
+    Logging (the CustomJob that ran it)."""
+    tasks = {}
+    for key in ("make-rows", "sum-rows"):
+        root = run_dir / "pipeline_root" / key
+        outputs = {name: root / name for name in job.tasks[key].outputs}
+        tasks[key] = SimpleNamespace(artifacts=outputs, output_dir=outputs["hydra_run_dir"])
+        custom_job = job.tasks[key].custom_jobs[-1].split("/")[-1]
+        logs = (run_dir / "tasks" / key / "logs.txt").read_text()
+        assert f'resource.labels.job_id="{custom_job}"' in logs, logs
+        # gcsfuse's folder markers among the stored output dirs are no files, and no refusal.
+        assert read_json(run_dir / "tasks" / key / "vertex_status.json")["error"] is None
+    made, summed = tasks["make-rows"], tasks["sum-rows"]
+    received = json.loads(made.artifacts["data"].read_text())["received"]
+    _assert_rows_ran(received, read_json(summed.artifacts["summary"]))
+    _assert_own_output_dirs(tasks)
 
 
 def test_the_two_step_example_runs_as_a_user_runs_it(tmp_path: Path) -> None:
@@ -426,12 +465,59 @@ def test_a_finished_hand_built_vertex_run_keeps_its_tasks_states_through_the_com
         status = read_json(run.run_dir / "tasks" / task / "vertex_status.json")
         assert status["state"] == "SUCCEEDED", status
     assert read_json(run.run_dir / "run.json")["state"] == "SUCCEEDED"
+    _assert_collected_from_vertex(run.run_dir, fake_vertex.jobs[run.run_id])
     shown = run_cli("status", str(run.run_dir))
     rows = table_rows(shown.stdout)
     assert sorted((cells[0], cells[1]) for cells in rows.values()) == [
         ("make rows", "SUCCEEDED"),
         ("sum rows", "SUCCEEDED"),
     ], shown.stdout
+
+
+def test_artifact_uris_outside_the_runs_pipeline_root_are_refused(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    from cliutil import run_cli
+    from google.cloud import storage
+
+    client = storage.Client()
+    client.create_bucket("elsewhere").blob("secret").upload_from_string(b"foreign bucket")
+    staged = client.bucket(gcs_bucket)
+    staged.blob("hydra/secret").upload_from_string(b"beside the run")
+    run = run_pipeline(
+        rows_pipeline,
+        {"factor": 4},
+        output_dir=str(tmp_path),
+        wait=False,
+        **_on_fake_vertex(fake_vertex, gcs_bucket),
+    )
+    root = f"gs://{gcs_bucket}/hydra/{run.run_id}/pipeline_root"
+    staged.blob(f"hydra/{run.run_id}-x/pipeline_root/s").upload_from_string(b"another run")
+    refused = {
+        ("make-rows", "data"): "gs://elsewhere/secret",
+        ("sum-rows", "summary"): f"{root}/../../secret",
+        ("sum-rows", "hydra_run_dir"): f"{root.replace(run.run_id, run.run_id + '-x')}/s",
+    }
+    for (task, name), uri in refused.items():
+        fake_vertex.misreport_artifact(run.run_id, task, name, uri)
+    fake_vertex.wait_for_state(run.run_id, ["PIPELINE_STATE_SUCCEEDED"], timeout=120)
+
+    done = run_cli("attach", str(run.run_dir))
+
+    # The tasks keep the state Vertex reports; each refusal is said, and nothing of it fetched.
+    assert done.returncode == 0, done.stdout
+    for uri in refused.values():
+        assert f"refused {uri!r}: it is not in the run's pipeline root" in done.stdout
+    fetched = [p for p in (run.run_dir / "pipeline_root").rglob("*") if p.is_file()]
+    contents = b"".join(p.read_bytes() for p in fetched)
+    assert fetched and b"foreign" not in contents and b"beside" not in contents
+    assert b"another run" not in contents
+    assert not (run.run_dir / "pipeline_root" / "make-rows" / "data").exists()
+    assert (
+        run.run_dir / "pipeline_root" / "make-rows" / "hydra_run_dir" / "make_rows.log"
+    ).exists()
+    status = read_json(run.run_dir / "tasks" / "sum-rows" / "vertex_status.json")
+    assert status["state"] == "SUCCEEDED" and "'summary' was not fetched" in status["error"]
 
 
 @pytest.mark.parametrize("backend", ["local", "vertex"])

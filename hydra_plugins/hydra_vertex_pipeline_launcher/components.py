@@ -63,6 +63,10 @@ def hydra_component(
     (e.g. `["+experiment=big", "hydra.job.chdir=true"]`), then one override per parameter
     (`name -> type`), input artifact and output artifact, in that order.
 
+    Each step's Hydra output dir is its output artifact `hydra_run_dir` (the override
+    `hydra.run.dir=<its path>` comes last), so every step has its own, and it comes back with
+    the run's other artifacts; unless `hydra.run.dir` is set in `overrides` or `outputs`.
+
     A name is the override's key (`lr`, `data.path`, `+extra`): the component's input or
     output is that key without its leading `+` and with `.` as `_` (`data_path`, `extra`), so an
     output `model` is `task.outputs["model"]`.
@@ -73,6 +77,7 @@ def hydra_component(
 
     params = dict(parameters or {})
     _check_command(name, command, overrides)
+    outputs = [*outputs, *_run_dir_output(overrides, [*params, *inputs, *outputs])]
     keys = _input_names(name, [*params, *inputs, *outputs])
     for key, kind in params.items():
         _check_type(name, key, kind)
@@ -122,9 +127,11 @@ def run_pipeline(
     The settings are hydra.launcher's, as keyword arguments (`project=`, `location=`,
     `staging_root=` (the run's pipeline root is under it), `service_account=`, `labels=`,
     `network=`, `request_timeout=`, ...) or a `settings` object (its settings that shape the
-    launcher's own steps, such as image or retries, are not used: set them on the tasks). On
-    the local backend the steps' artifacts are in
-    `<output_dir>/vertex_pipeline/<run id>/pipeline_root/<task>/<name>`.
+    launcher's own steps, such as image or retries, are not used: set them on the tasks).
+    The steps' artifacts are in `<output_dir>/vertex_pipeline/<run id>/pipeline_root/<task>/
+    <name>` (on Vertex, fetched there from the run's pipeline root as each task ends, or by
+    `hydra-vertex-pipeline attach`); a step's console output is in `steps/<task>.log` (local) or
+    Cloud Logging (Vertex: `tasks/<task>/logs.txt` says where).
     """
     from ._launch._pipeline_run import run
 
@@ -141,6 +148,14 @@ def _check_command(name: str, command: Sequence[str], overrides: Sequence[str]) 
             )
     if not command:
         raise ValueError(f"hydra_component({name!r}): command is empty; give the app's command.")
+
+
+def _run_dir_output(overrides: Sequence[str], keys: Sequence[str]) -> List[str]:
+    """The step's own Hydra output dir as an output, unless the caller set hydra.run.dir."""
+    from .config import RUN_DIR_KEY
+
+    given = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    return [] if RUN_DIR_KEY in [*given, *keys] else [RUN_DIR_KEY]
 
 
 def _input_names(name: str, keys: List[str]) -> Dict[str, str]:

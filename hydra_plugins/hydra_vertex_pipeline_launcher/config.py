@@ -25,6 +25,9 @@ SINGLE_RUN_CALLBACK = (
 )
 # Set in every step's environment: an app run inside a step never launches again.
 IN_STEP_ENV = "HYDRA_VERTEX_PIPELINE_STEP"
+# Each hydra_component step's Hydra output dir (its .hydra/, its job log, what it writes there
+# with hydra.job.chdir=true) is an output artifact of its own: the component's `hydra_run_dir`.
+RUN_DIR_KEY = "hydra.run.dir"
 
 
 # Plain strings, not an Enum: Hydra's plugin scan executes this module a second time, and

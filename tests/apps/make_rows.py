@@ -6,12 +6,14 @@ override parser gives it.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+log = logging.getLogger(__name__)
 ConfigStore.instance().store(
     name="make_rows",
     node={
@@ -35,6 +37,8 @@ def main(cfg: DictConfig) -> None:
     received = {key: [value, type(value).__name__] for key, value in values.items()}
     rows = [{"x": i * cfg.scale, "label": cfg.label} for i in range(cfg.rows)]
     Path(cfg.data).write_text(json.dumps({"received": received, "rows": rows}))
+    print(f"make_rows printed: {cfg.rows} rows")
+    log.info(f"make_rows logged: {cfg.rows} rows")
 
 
 if __name__ == "__main__":

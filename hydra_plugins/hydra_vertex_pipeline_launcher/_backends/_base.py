@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Dict, Optional, Protocol
+from typing import Dict, Optional, Protocol, Tuple
 
 
 def utc_now() -> str:
@@ -46,6 +46,10 @@ class TaskStatus:
     started: Optional[str] = None  # ISO 8601, UTC
     ended: Optional[str] = None
     error: Optional[str] = None
+    # Of an ended task, when the backend keeps them apart from this machine (Vertex): its output
+    # artifacts as (name, URI), and where its console output is.
+    artifacts: Tuple[Tuple[str, str], ...] = ()
+    logs: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
+from urllib.parse import quote
 
 import yaml
 
@@ -50,6 +51,9 @@ TASK_STATES = {
     "CANCEL_PENDING": State.RUNNING,
     "CANCELLING": State.RUNNING,
 }
+# Where a CustomJob's console output is: Cloud Logging, by the job's number.
+LOGS_FILTER = 'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
+LOGS_URL = "https://console.cloud.google.com/logs/query;query={query}?project={project}"
 NOT_TRIGGERED_ERROR = (
     "Vertex did not start the step (NOT_TRIGGERED): a step it waits for did not succeed"
 )
@@ -321,9 +325,26 @@ def _task_status(detail: Any, run_cancelled: bool) -> TaskStatus:
             error = error or NOT_TRIGGERED_ERROR
     elif state is State.FAILED and error is None:
         error = f"Vertex reports the task {name}"
-    return TaskStatus(
-        state=state, started=_iso(detail.start_time), ended=_iso(detail.end_time), error=error
+    started, ended = _iso(detail.start_time), _iso(detail.end_time)
+    if not state.terminal:  # what an ended task left is read once, when it is collected
+        return TaskStatus(state=state, started=started, ended=ended, error=error)
+    artifacts = tuple(
+        (output, listed.artifacts[0].uri)
+        for output, listed in detail.outputs.items()
+        if listed.artifacts and listed.artifacts[0].uri
     )
+    executor = detail.executor_detail
+    job = executor.container_detail.main_job or executor.custom_job_detail.job
+    return TaskStatus(state, started, ended, error, artifacts, cloud_logging(job) if job else None)
+
+
+def cloud_logging(job: str) -> str:
+    """Where the console output of the CustomJob `job` (its resource name) is."""
+    parts = job.split("/")  # projects/<project>/locations/<location>/customJobs/<id>
+    project, job_id = parts[1], parts[-1]
+    query = LOGS_FILTER.format(job_id=job_id)
+    url = LOGS_URL.format(query=quote(query, safe=""), project=project)
+    return f"Cloud Logging: gcloud logging read '{query}' --project={project} --order=asc, or {url}"
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,7 +22,7 @@ from .._backends._base import (
     TaskStatus,
 )
 from .._launch._collect import LogStreamer, collect
-from .._launch._pipeline_run import task_outcome
+from .._launch._pipeline_run import collect_task
 from .._launch._record import RunRecord, attach_command
 from .._launch._report import LiveReport, live_report
 from .._launch._value import keep as keep_value
@@ -91,7 +91,7 @@ def reach(record: RunRecord) -> Iterator[Reached]:
 
         def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
             if record.hand_built:
-                return task_outcome(job, task)
+                return collect_task(storage, record.path.parent, job, task)
             collected = collect(storage, job, task, f"run {where}", hint, run_key=record.run_key)
             keep_value(job.local_dir, collected.result, sent_as_json(collected.result))
             return collected.outcome

@@ -15,13 +15,17 @@ from .._backends._base import RunContext, State, TaskStatus
 from .._backends._choice import make_backend
 from .._backends._local import PIPELINE_ROOT
 from .._backends._spec import output_artifacts, read_spec, read_steps, task_display_names
+from .._shared._storage import Storage, open_storage
 from ..config import (
+    RUN_DIR_KEY,
     LauncherConfigError,
     VertexPipelineLauncherConf,
     VertexPipelineLocalLauncherConf,
     validate,
 )
+from ._artifacts import fetch_artifacts
 from ._flow import new_run, submit_and_watch
+from ._record import attach_command
 from ._watch import Outcome, WatchedJob
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,10 @@ STEP_SETTINGS = {
     "command": "each component runs its own command: hydra_component(name, image, command)",
 }
 TASKS_DIR = "tasks"
+# In a task's dir, when its console output is not on this machine: where it is.
+LOGS_NOTE_FILE = "logs.txt"
+# The component output that is each step's Hydra output dir (hydra_component).
+RUN_DIR_OUTPUT = RUN_DIR_KEY.replace(".", "_")
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,14 @@ class TaskResult:
     display_name: str
     state: str  # SUCCEEDED, FAILED, CANCELLED; PENDING when not waited for (wait=False)
     error: Optional[str]
-    # Each output artifact's path, by its name (local backend; on Vertex, see the console).
+    # Each output artifact's path, by its name: <run dir>/pipeline_root/<task>/<name> (on Vertex
+    # once the task has ended and been collected).
     artifacts: Dict[str, Path]
+
+    @property
+    def output_dir(self) -> Optional[Path]:
+        """The step's own Hydra output dir (its .hydra/ and job log): see hydra_component."""
+        return self.artifacts.get(RUN_DIR_OUTPUT)
 
 
 @dataclass(frozen=True)
@@ -89,11 +103,15 @@ def run(
     pipeline_backend = make_backend(conf, run_ctx)
     outcomes: Dict[str, Outcome] = {}
 
-    def on_task_done(job: WatchedJob, task: TaskStatus) -> Outcome:
-        outcomes[job.task_name] = task_outcome(job, task)
-        return outcomes[job.task_name]
-
     try:
+        storage = None
+        if not pipeline_backend.steps_share_filesystem:
+            storage = open_storage(run_ctx.staging_uri, conf.request_timeout, conf.staging_root)
+
+        def on_task_done(job: WatchedJob, task: TaskStatus) -> Outcome:
+            outcomes[job.task_name] = collect_task(storage, run_ctx.local_dir, job, task)
+            return outcomes[job.task_name]
+
         spec = _compile(pipeline, arguments, run_ctx, conf.backend)
         watched = _watched(spec, run_ctx.local_dir / TASKS_DIR)
         record = submit_and_watch(
@@ -105,7 +123,7 @@ def run(
         run_id=run_ctx.run_id,
         state=record.state,
         error=record.error,
-        tasks=_task_results(spec, watched, outcomes, run_ctx.local_dir, conf.backend),
+        tasks=_task_results(spec, watched, outcomes, run_ctx.local_dir),
         run_dir=run_ctx.local_dir,
         console_url=pipeline_backend.location.console_url,
     )
@@ -113,10 +131,34 @@ def run(
     return result
 
 
-def task_outcome(job: WatchedJob, task: TaskStatus) -> Outcome:
-    """A component's step leaves nothing for the launcher to collect (no result: its outputs are
-    artifacts, in the pipeline root): the task ended as the backend says."""
-    return Outcome(task.state, task.error)
+def collect_task(
+    storage: Optional[Storage], run_dir: Path, job: WatchedJob, task: TaskStatus
+) -> Outcome:
+    """A component's step hands back no result: the task ended as the backend says. Its output
+    artifacts, where the backend keeps them apart from this machine (storage: the run's staging
+    folder), come into the run dir as the local backend leaves them; where its console output
+    is, when not in the run dir, is said and kept in the task's dir. Artifacts that cannot be
+    read now stay where they are, for a later attach (the task is not collected)."""
+    if task.logs:
+        log.info(f"{job.display_name}: its console output is in {task.logs}")
+        job.local_dir.mkdir(parents=True, exist_ok=True)
+        (job.local_dir / LOGS_NOTE_FILE).write_text(f"{task.logs}\n", encoding="utf-8")
+    if storage is None or not task.artifacts:
+        return Outcome(task.state, task.error)
+    try:
+        refused = fetch_artifacts(storage, task.artifacts, run_dir / PIPELINE_ROOT / job.task_name)
+    except Exception as e:  # noqa: BLE001 - reported on the task, not raised
+        where = storage.uri(PIPELINE_ROOT)
+        error = f"its artifacts could not be fetched ({e!r}); they are still in {where}: "
+        error += attach_command(run_dir.parent.parent)
+        return Outcome(task.state, _joined(task.error, error), collected=False)
+    for problem in refused:
+        log.warning(f"{job.display_name}: {problem}")
+    return Outcome(task.state, _joined(task.error, *refused))
+
+
+def _joined(*parts: Optional[str]) -> Optional[str]:
+    return "; ".join(part for part in parts if part) or None
 
 
 def _compile(
@@ -212,17 +254,14 @@ def _task_results(
     watched: List[WatchedJob],
     outcomes: Mapping[str, Outcome],
     run_dir: Path,
-    backend: str,
 ) -> Dict[str, TaskResult]:
     """Each task's outcome (PENDING when the run was not waited for)."""
     outputs = output_artifacts(spec)
     results = {}
     for job in watched:
         outcome = outcomes.get(job.task_name, Outcome(State.PENDING))
-        artifacts = {}
-        if backend == "local":
-            root = run_dir / PIPELINE_ROOT / job.task_name
-            artifacts = {name: root / name for name in outputs[job.task_name]}
+        root = run_dir / PIPELINE_ROOT / job.task_name
+        artifacts = {name: root / name for name in outputs[job.task_name]}
         results[job.task_name] = TaskResult(
             job.display_name, outcome.state.value, outcome.error, artifacts
         )

@@ -380,7 +380,9 @@ class GcsStorage:
                 self._bucket, prefix=key_prefix, timeout=self.timeout, retry=self.retry
             )
         )
-        by_name = {b.name[len(key_prefix) :]: b for b in blobs}
+        # A name ending in / is a folder marker (gcsfuse's mkdir, the console's "create
+        # folder"), not a file: nothing to download.
+        by_name = {b.name[len(key_prefix) :]: b for b in blobs if not b.name.endswith("/")}
         pairs, refused = _destinations(list(by_name), local_dir, skip)
         self._raise_first(self._download([(by_name[name], dest) for name, dest in pairs]))
         _raise_refusals(refused)
