@@ -51,6 +51,8 @@ IMAGE_REFERENCE = re.compile(
 SINGLE_RUN_MODES = ("pipeline", "in_process")
 # How a step runs its job: the cloudpickled task function, or the app's own command in the image.
 EXECUTION_MODES = ("payload", "command")
+# Which jobs' console lines (stdout, stderr, log) the terminal shows.
+CONSOLE_MODES = ("all", "failures", "none")
 
 
 @dataclass
@@ -137,6 +139,10 @@ class VertexPipelineLauncherConf:
     secret_env: Dict[str, str] = field(default_factory=dict)
     # Where steps read secret_env from; an http:// URL means a local emulator (anonymous).
     secret_manager_endpoint: str = "https://secretmanager.googleapis.com"
+    # Which jobs' console (stdout, stderr and log lines) the terminal shows, a sweep's prefixed
+    # by the job: "all" as they come, "failures" (a failed job's, once it ended) or "none";
+    # None: "all" for a run without -m, "failures" for a sweep.
+    console: Optional[str] = None
 
 
 @dataclass
@@ -174,6 +180,8 @@ def _check_modes(conf: VertexPipelineLauncherConf) -> None:
     _check_choice(conf.backend, "backend", BACKENDS)
     _check_choice(conf.single_run, "single_run", SINGLE_RUN_MODES)
     _check_choice(conf.execution, "execution", EXECUTION_MODES)
+    if conf.console is not None:
+        _check_choice(conf.console, "console", CONSOLE_MODES)
     _check_command(conf)
     if not conf.wait and conf.backend == "local":
         raise LauncherConfigError(

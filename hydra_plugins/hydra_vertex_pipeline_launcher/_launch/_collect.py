@@ -19,6 +19,7 @@ from .._shared._job_dirs import job_output_path
 from .._shared._result import ResultRefused, RunKey, SealedResult, unseal
 from .._shared._storage import Storage, UnsafeObjectName
 from ._compose import ComposedJob
+from ._remote_trace import with_remote_frames
 from ._watch import Outcome, WatchedJob
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ def collect(
         log.warning(f"job #{job.num}: " + "; ".join(problems))
     if result.status == JobStatus.COMPLETED.name:
         return Collected(Outcome(State.SUCCEEDED, "; ".join(problems) or None), result)
-    return Collected(Outcome(State.FAILED, "\n".join([*problems, failure(result)])), result)
+    # The step's own account first: its traceback's exception is what a failure is named by.
+    return Collected(Outcome(State.FAILED, "\n".join([failure(result), *problems])), result)
 
 
 def _fetch_outputs(storage: Storage, job: WatchedJob) -> List[str]:
@@ -213,8 +215,9 @@ def _unloadable(
 
 
 def _note_remote_traceback(exception: Any, num: int, result: SealedResult) -> None:
-    if hasattr(exception, "add_note"):  # Python 3.11+: shown under the exception
-        exception.add_note(f"Remote traceback of job #{num}:\n{failure(result)}")
+    """Hydra prints the exception as its own launcher's: the app's frames, from its step."""
+    if isinstance(exception, BaseException):
+        with_remote_frames(exception, result.traceback)
 
 
 def _last_line(trace: str) -> str:
