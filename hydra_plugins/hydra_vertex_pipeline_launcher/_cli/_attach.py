@@ -124,7 +124,8 @@ def attach(record: RunRecord) -> None:
     """Watches the run until it ends, collecting every job not collected yet; the record and
     status files say how each ended. Ctrl-C stops watching and leaves the run going."""
     with reach(record) as reached:
-        log.info(f"Attached to {reached.where}: {reached.watcher.files.progress()}")
+        # No count yet: the record knows only the jobs collected; the first read counts them all.
+        log.info(f"Attached to {reached.where}")
         try:
             reached.watcher.watch()
         except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -277,6 +278,8 @@ def submit_and_watch(
         if isinstance(interrupt, StopSignal):
             # Handled and said: end as that signal's default action would, with no traceback.
             raise SystemExit(128 + interrupt.signum) from None
+        if not hand_built:  # a Hydra app's launch: Ctrl-C said all there is, as a shell says it
+            raise SystemExit(128 + signal.SIGINT) from None
         raise
     except LauncherConfigError as refused:
         # The backend refused the run: nothing was created, and its record says so.
