@@ -31,7 +31,7 @@ class Console:
         self._written = 0
         self._read = 0
         self._pumps: List[threading.Thread] = []
-        # By pipe: the start of a line not ended yet.
+        # By the fd it goes to: the start of a line not ended yet.
         self._partial: Dict[int, bytes] = {}
 
     def start(self) -> "Console":
@@ -63,8 +63,8 @@ class Console:
                     break
             time.sleep(0.02)
         with self._lock:  # a last line without its newline, too
-            self._file.write(b"".join(self._partial.values()))
-            self._file.flush()
+            for original, data in self._partial.items():
+                self._emit(original, data)
             self._partial.clear()
 
     def discard(self) -> None:
@@ -72,7 +72,8 @@ class Console:
         self.path.unlink(missing_ok=True)
 
     def _pump(self, read_end: int, original: int) -> None:
-        """Whole lines into the file: the two streams' lines never cut into each other there."""
+        """Whole lines, to where the stream went and into the file: stdout's and stderr's lines
+        never cut into each other (a line ends at a newline, or a carriage return)."""
         while True:
             try:
                 chunk = os.read(read_end, 65536)
@@ -80,22 +81,22 @@ class Console:
                 chunk = b""
             with self._lock:
                 self._read += len(chunk)
-            if chunk:
-                _write_all(original, chunk)
-            with self._lock:
-                data = self._partial.pop(read_end, b"") + chunk
-                cut = (
-                    len(data)
-                    if not chunk or len(data) > PARTIAL_LINE_LIMIT
-                    else data.rfind(b"\n") + 1
-                )
-                self._file.write(data[:cut])
-                self._file.flush()
+                data = self._partial.pop(original, b"") + chunk
+                whole = not chunk or len(data) > PARTIAL_LINE_LIMIT
+                cut = len(data) if whole else max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+                self._emit(original, data[:cut])
                 if data[cut:]:
-                    self._partial[read_end] = data[cut:]
+                    self._partial[original] = data[cut:]
                 self._written += len(chunk)
             if not chunk:
                 return
+
+    def _emit(self, original: int, data: bytes) -> None:
+        """Holds the lock."""
+        if data:
+            _write_all(original, data)
+            self._file.write(data)
+            self._file.flush()
 
 
 def _write_all(fd: int, data: bytes) -> None:
