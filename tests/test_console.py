@@ -5,12 +5,15 @@ traceback as Hydra's basic launcher prints it."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import List, Tuple
 
-from apputil import read_json, run_app, start_app, wait_until
+from apputil import APPS, read_json, run_app, start_app, wait_until
 from cliutil import run_cli, table_rows
 from fake_vertex import FakeVertex
 from vertexutil import vertex_overrides
@@ -196,3 +199,43 @@ def test_a_failed_single_run_prints_its_traceback_as_the_basic_launcher_does(
     assert full.returncode == 1
     assert "_payload_job.py" in full.stderr and "in check" in full.stderr
     assert HINT not in full.stderr
+
+
+def test_a_job_whose_script_is_not_in_the_image_is_named_by_its_exception(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    # The image's working dir is empty and the app's code does not travel with the run: the
+    # step says so, and runs the task as pickled by value, which raises.
+    fake_vertex.image_dir = tmp_path / "image"
+    fake_vertex.image_dir.mkdir()
+    launch, sweep = tmp_path / "launch", tmp_path / "multirun"
+    launch.mkdir()
+    shutil.copy(APPS / APP, launch / APP)
+    args = [APP, "-m", "+end=raise", "+x=2", f"hydra.sweep.dir={sweep}"]
+    launcher = [*_vertex(fake_vertex, gcs_bucket), "hydra.launcher.ship_code=false"]
+    proc = subprocess.run(
+        [sys.executable, *args, *launcher], cwd=launch, capture_output=True, text=True, timeout=180
+    )
+
+    assert proc.returncode == 1
+    error = read_json(sweep / "0" / "vertex_status.json")["error"]
+    assert "Running the task as the launcher pickled it by value" in error
+    assert "#0 +end=raise +x=2 failed: ValueError: x=2 is not allowed here" in proc.stdout
+    shown = run_cli("status", str(sweep))
+    assert shown.returncode == 1
+    assert table_rows(shown.stdout)["0"][-1] == "ValueError: x=2 is not allowed here"
+
+
+def test_ctrl_c_says_what_it_cancelled_in_a_few_lines_not_a_traceback(tmp_path: Path) -> None:
+    args = ["+x=1", f"+go={tmp_path / 'never'}", f"hydra.run.dir={tmp_path / 'run'}", LOCAL]
+    proc = start_app(APP, args, tmp_path)
+    output = Output(proc)
+    try:
+        wait_until(lambda: output.has("logged by x=1"), timeout=120)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 128 + signal.SIGINT
+    finally:
+        proc.kill()
+    said = output.text()
+    assert "Cancelled local:" in said
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said
