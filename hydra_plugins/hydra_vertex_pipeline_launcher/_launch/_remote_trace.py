@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Dict, List, Optional
 
+from ._report import TRACEBACK_HEADER
+
 FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<name>\S+)$')
 # The plugin's own frames around the job: not the app's, shown only with HYDRA_FULL_ERROR=1.
 OWN_CODE = f"{os.sep}hydra_plugins{os.sep}hydra_vertex_pipeline_launcher{os.sep}"
-TRACEBACK_HEADER = "Traceback (most recent call last)"
 
 
 @dataclass(frozen=True)
