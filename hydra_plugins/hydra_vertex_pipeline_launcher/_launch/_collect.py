@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from .._backends._base import State, TaskStatus
@@ -47,8 +48,9 @@ class LogStreamer:
             log.warning(f"Could not refresh running jobs' logs: {e!r}")
 
 
-class PipelineTaskError(RuntimeError):
-    """A job whose step ended without handing back a result (killed, cancelled, never ran)."""
+class PipelineTaskError(CompactHydraException, RuntimeError):
+    """A job whose step ended without handing back a result (killed, cancelled, never ran).
+    Compact: Hydra prints its message, which says it all, without the launcher's frames."""
 
 
 class RemoteJobError(RuntimeError):

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 RESUME = "hydra.launcher.resume"
 # How the launcher starts a failure it tells itself: the job is named in the line already.
 JOB_PREFIX = re.compile(r"^job #\d+ \(.*?\): ")
+# The clause that introduces what the following lines list (`; its console (...) ends with:`).
+LISTING_FOLLOWS = re.compile(r"; [^;]*:$")
 
 
 def console_mode(chosen: Optional[str], single: bool) -> str:
@@ -136,7 +138,8 @@ def job_label(job: WatchedJob) -> str:
 
 def failure_line(error: Optional[str]) -> str:
     """How a job failed, in one line: its exception, exit status, signal or time limit."""
-    return JOB_PREFIX.sub("", headline(error)) or "no reason given"
+    line = JOB_PREFIX.sub("", headline(error))
+    return LISTING_FOLLOWS.sub("", line) or "no reason given"
 
 
 def report_failures(jobs: List[WatchedJob], record_dir: Path) -> None:
