@@ -182,7 +182,7 @@ def job_return(job: ComposedJob, collected: Collected, local_cwd: str) -> Tuple[
     except Exception as e:  # noqa: BLE001 - one job's value must not cost the others theirs
         return _unloadable(job, returned, collected, e)
     if returned.status is not JobStatus.COMPLETED:
-        _note_remote_traceback(returned._return_value, job.num, result)
+        _with_remote_frames(returned._return_value, result)
     return returned, collected.outcome
 
 
@@ -210,13 +210,13 @@ def _unloadable(
     returned.status = JobStatus.FAILED
     returned.return_value = RemoteJobError(f"job #{job.num}: {headline}")
     if result.traceback:
-        _note_remote_traceback(returned._return_value, job.num, result)
+        _with_remote_frames(returned._return_value, result)
     message = "\n".join(part for part in (headline, collected.outcome.error) if part)
     log.error(f"job #{job.num}: {headline}")
     return returned, Outcome(State.FAILED, message, collected.outcome.collected)
 
 
-def _note_remote_traceback(exception: Any, num: int, result: SealedResult) -> None:
+def _with_remote_frames(exception: Any, result: SealedResult) -> None:
     """Hydra prints the exception as its own launcher's: the app's frames, from its step."""
     if isinstance(exception, BaseException):
         with_remote_frames(exception, result.traceback)

@@ -65,6 +65,8 @@ class HandBack:
         self.job_name = __name__
         # The step's stdout and stderr, uploaded with the job's log while it runs and at its end.
         self.console = console
+        self._console_lock = threading.Lock()
+        self._console_final = False
         # Held through the whole hand-back: the time limit ends the process while holding it,
         # so a job that ends meanwhile waits here instead of handing back a second outcome.
         self._lock = threading.Lock()
@@ -102,15 +104,20 @@ class HandBack:
             return True
 
     def upload_console(self, final: bool = False) -> None:
-        """final: once what the step wrote so far reached the console's file."""
+        """final: once what the step wrote so far reached the console's file; no upload follows
+        it (one under way would land after it, older)."""
         if self.console is None:
             return
-        if final:
-            self.console.drain()
-        try:
-            self.storage.upload_file(self.console.path, _layout.job_console(self.num))
-        except Exception as e:  # noqa: BLE001 - a missed upload must not fail the job
-            print(f"console upload failed: {e!r}", file=sys.stderr)
+        with self._console_lock:
+            if self._console_final:
+                return
+            self._console_final = final
+            if final:
+                self.console.drain()
+            try:
+                self.storage.upload_file(self.console.path, _layout.job_console(self.num))
+            except Exception as e:  # noqa: BLE001 - a missed upload must not fail the job
+                print(f"console upload failed: {e!r}", file=sys.stderr)
 
 
 class JobRunner(Protocol):
