@@ -281,3 +281,20 @@ def test_attach_counts_the_jobs_that_ended_before_it(
     counts = [line for line in attached.stdout.splitlines() if "succeeded" in line]
     assert "2/2 succeeded" in counts[0], attached.stdout
     assert "pending" not in attached.stdout
+
+
+def test_attach_names_each_failed_job_and_shows_its_console(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "multirun"
+    args = [*_args(fake_vertex, gcs_bucket, sweep, "+x=1,2"), "hydra.launcher.wait=false"]
+    proc = run_app("flaky.py", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fake_vertex.wait_for_state(_only_job(fake_vertex), ["PIPELINE_STATE_FAILED"], timeout=120)
+
+    attached = run_cli("attach", str(sweep))
+
+    assert attached.returncode == 1, attached.stdout
+    assert "#1 +x=2 failed: ValueError: x=2 is not allowed here" in attached.stdout
+    assert "[#1 +x=2] " in attached.stdout and "job with x=2 starts" in attached.stdout
+    assert "[#0 " not in attached.stdout, "a job that succeeded says nothing"

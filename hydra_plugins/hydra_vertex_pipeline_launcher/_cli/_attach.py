@@ -21,7 +21,9 @@ from .._backends._base import (
     State,
     TaskStatus,
 )
+from .._backends._local import CONSOLES_DIR
 from .._launch._collect import LogStreamer, collect
+from .._launch._console import JobConsoles
 from .._launch._pipeline_run import task_outcome
 from .._launch._record import RunRecord, attach_command
 from .._launch._report import LiveReport, live_report
@@ -88,12 +90,17 @@ def reach(record: RunRecord) -> Iterator[Reached]:
         storage = open_storage(record.staging_root, settings.request_timeout, settings.staging_root)
         where = record.console_url or record.resource_name
         hint = attach_command(record.record_dir)
+        # As the launcher says them: each failed job's console and its failure, as it ends.
+        consoles = JobConsoles(
+            "failures", record.path.parent / CONSOLES_DIR, prefixed=True, storage=storage
+        )
 
         def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
             if record.hand_built:
                 return task_outcome(job, task)
             collected = collect(storage, job, task, f"run {where}", hint, run_key=record.run_key)
             keep_value(job.local_dir, collected.result, sent_as_json(collected.result))
+            consoles.ended(job, collected.outcome)
             return collected.outcome
 
         jobs = [
