@@ -5,6 +5,7 @@ traceback as Hydra's basic launcher prints it."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -239,3 +240,20 @@ def test_ctrl_c_says_what_it_cancelled_in_a_few_lines_not_a_traceback(tmp_path: 
     said = output.text()
     assert "Cancelled local:" in said
     assert "Traceback" not in said and "KeyboardInterrupt" not in said
+
+
+def test_the_printed_resume_command_runs_the_failed_jobs_again_in_the_same_dir(
+    tmp_path: Path,
+) -> None:
+    # Hydra's default sweep dir, named by the time: the command must name the same dir again.
+    first = run_app("flaky.py", ["-m", "+x=1,2", LOCAL], tmp_path)
+    assert first.returncode == 1, first.stderr
+    command = first.stdout.split("To run the jobs that did not succeed again: ")[1].splitlines()[0]
+
+    again = subprocess.run(
+        shlex.split(command), cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+
+    assert again.returncode == 1, again.stderr  # x=2 still fails
+    assert "Resuming: 1 of 2 jobs succeeded in an earlier run; 1 run now" in again.stdout
+    assert "\t#1 +x=2: ValueError: x=2 is not allowed here" in again.stdout

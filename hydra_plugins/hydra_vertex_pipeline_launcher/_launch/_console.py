@@ -152,7 +152,9 @@ def report_failures(jobs: List[WatchedJob], record_dir: Path) -> None:
         lines.append(f"\t#{num} {job_label(job)}: {failure_line(_status(job).get('error'))}")
     where = shlex.quote(str(record_dir))
     lines.append(f"Every job's state and error: hydra-vertex-pipeline status {where}")
-    lines.append(f"To run the jobs that did not succeed again: {resume_command()}")
+    single = len(jobs) == 1 and jobs[0].local_dir == record_dir
+    again = resume_command(record_dir, single)
+    lines.append(f"To run the jobs that did not succeed again: {again}")
     log.error("\n".join(lines))
 
 
@@ -164,8 +166,11 @@ def _status(job: WatchedJob) -> Dict[str, Any]:
     return loaded
 
 
-def resume_command(argv: Optional[List[str]] = None) -> str:
-    """This launch's command line (as typed, interpreter included) with resume=true."""
-    words = list(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))
-    words = [word for word in words if not word.startswith(f"{RESUME}=")]
-    return shlex.join([*words, f"{RESUME}=true"])
+def resume_command(record_dir: Path, single: bool) -> str:
+    """This launch's command line (as typed, interpreter included) into the same dir (a
+    `${now:...}` default would make a new one, with nothing to resume) with resume=true."""
+    # sys.orig_argv (Python 3.10+) holds the interpreter and its options too.
+    launched = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
+    same_dir = f"hydra.{'run' if single else 'sweep'}.dir"
+    words = [word for word in launched if not word.startswith((f"{RESUME}=", f"{same_dir}="))]
+    return shlex.join([*words, f"{same_dir}={record_dir}", f"{RESUME}=true"])
