@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from apputil import read_json, run_app, start_app, wait_until
-from cliutil import run_cli, start_app_with_env, table_rows
+from cliutil import COMMAND, run_cli, start_app_with_env, table_rows
 from fake_vertex import FakeVertex
 from tcp_proxy import SwitchableProxy
 from vertexutil import vertex_overrides
@@ -108,7 +108,7 @@ def test_status_of_a_finished_local_sweep_and_attach_saying_a_local_run_cannot_o
     assert proc.returncode != 0
 
     shown = run_cli("status", str(sweep))
-    assert shown.returncode == 0, shown.stdout
+    assert shown.returncode == 1, shown.stdout  # every job ended, one failed
     rows = table_rows(shown.stdout)
     assert [rows[n][:2] for n in ("0", "1", "2")] == [
         ["+x=1", "SUCCEEDED"],
@@ -137,7 +137,7 @@ def test_status_of_a_running_vertex_run_reads_vertex_once(
     gets = fake_vertex.requests["get"]
 
     shown = run_cli("status", str(sweep))
-    assert shown.returncode == 0, shown.stdout
+    assert shown.returncode == 3, shown.stdout  # its jobs have not ended
     assert fake_vertex.requests["get"] == gets + 1
     rows = table_rows(shown.stdout)
     assert [rows[n][1] for n in ("0", "1")] == ["RUNNING", "RUNNING"]
@@ -249,3 +249,52 @@ def test_python_dash_m_is_the_same_command(tmp_path: Path) -> None:
 def _run(argv: List[str]) -> Tuple[int, str]:
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return proc.returncode, proc.stdout
+
+
+def test_status_read_through_a_pipe_closed_early_ends_without_a_traceback(tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun"
+    proc = run_app("flaky.py", ["-m", "+x=1,3", LOCAL, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shown = run_cli("status", str(sweep))
+    assert shown.returncode == 0, shown.stdout  # every job succeeded
+
+    status = subprocess.Popen(
+        [str(COMMAND), "status", str(sweep)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert status.stdout is not None and status.stderr is not None
+    status.stdout.close()  # as `status DIR | head -1` does once it has its line
+    said = status.stderr.read().decode()
+    assert status.wait(timeout=60) == 141
+    assert "Traceback" not in said and "BrokenPipeError" not in said, said
+
+
+def test_attach_counts_the_jobs_that_ended_before_it(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep = _detached_chatty(fake_vertex, gcs_bucket, tmp_path, "+x=1,2")
+    (tmp_path / "go").touch()
+    fake_vertex.wait_for_state(_only_job(fake_vertex), ["PIPELINE_STATE_SUCCEEDED"], timeout=120)
+
+    attached = run_cli("attach", str(sweep))
+
+    assert attached.returncode == 0, attached.stdout
+    counts = [line for line in attached.stdout.splitlines() if "succeeded" in line]
+    assert "2/2 succeeded" in counts[0], attached.stdout
+    assert "pending" not in attached.stdout
+
+
+def test_attach_names_each_failed_job_and_shows_its_console(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "multirun"
+    args = [*_args(fake_vertex, gcs_bucket, sweep, "+x=1,2"), "hydra.launcher.wait=false"]
+    proc = run_app("flaky.py", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fake_vertex.wait_for_state(_only_job(fake_vertex), ["PIPELINE_STATE_FAILED"], timeout=120)
+
+    attached = run_cli("attach", str(sweep))
+
+    assert attached.returncode == 1, attached.stdout
+    assert "#1 +x=2 failed: ValueError: x=2 is not allowed here" in attached.stdout
+    assert "[#1 +x=2] " in attached.stdout and "job with x=2 starts" in attached.stdout
+    assert "[#0 " not in attached.stdout, "a job that succeeded says nothing"

@@ -153,9 +153,17 @@ def test_the_local_backend_runs_two_apps_wired_by_an_artifact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    from cliutil import run_cli, table_rows
+
     run = run_pipeline(rows_pipeline, {"factor": 4}, output_dir=str(tmp_path / "pipelines"))
 
     assert run.succeeded, run
+    shown = run_cli("status", str(run.run_dir))
+    assert shown.returncode == 0, shown.stdout
+    assert sorted((cells[0], cells[1]) for cells in table_rows(shown.stdout).values()) == [
+        ("make rows", "SUCCEEDED"),
+        ("sum rows", "SUCCEEDED"),
+    ], "a hand-built run's tasks show by their names"
     made, summed = run.tasks["make-rows"], run.tasks["sum-rows"]
     assert made.display_name == "make rows" and made.state == "SUCCEEDED"
     data = made.artifacts["data"]

@@ -54,6 +54,8 @@ IMAGE_REFERENCE = re.compile(
 SINGLE_RUN_MODES = ("pipeline", "in_process")
 # How a step runs its job: the cloudpickled task function, or the app's own command in the image.
 EXECUTION_MODES = ("payload", "command")
+# Which jobs' console lines (stdout, stderr, log) the terminal shows.
+CONSOLE_MODES = ("all", "failures", "none")
 
 
 @dataclass
@@ -144,6 +146,10 @@ class VertexPipelineLauncherConf:
     # plan.json (jobs, tasks, per-job settings, what would be staged) to the run's dir below
     # the sweep dir, and end (exit status 0) without uploading or creating anything.
     dry_run: bool = False
+    # Which jobs' console (stdout, stderr and log lines) the terminal shows, a sweep's prefixed
+    # by the job: "all" as they come, "failures" (a failed job's, once it ended) or "none";
+    # None: "all" for a run without -m, "failures" for a sweep.
+    console: Optional[str] = None
 
 
 @dataclass
@@ -212,6 +218,11 @@ def _check_single_run(conf: VertexPipelineLauncherConf) -> None:
 
 def _check_execution(conf: VertexPipelineLauncherConf) -> None:
     _check_choice(conf.execution, "execution", EXECUTION_MODES)
+
+
+def _check_console(conf: VertexPipelineLauncherConf) -> None:
+    if conf.console is not None:
+        _check_choice(conf.console, "console", CONSOLE_MODES)
 
 
 def _check_wait(conf: VertexPipelineLauncherConf) -> None:
@@ -418,6 +429,7 @@ _CHECKS: List[Callable[[VertexPipelineLauncherConf], None]] = [
     _check_modes,
     _check_single_run,
     _check_execution,
+    _check_console,
     _check_command,
     _check_wait,
     _check_project,

@@ -37,6 +37,8 @@ KEEPER = "hydra_plugins.hydra_vertex_pipeline_launcher._backends._keeper"
 CONSOLE_TAIL_CHARS = 2000
 # Where the steps' artifacts go, in the run's local folder (Vertex's pipeline root, locally).
 PIPELINE_ROOT = "pipeline_root"
+# Where each step's console goes, in the run's local folder: `<task name>.log`.
+CONSOLES_DIR = "steps"
 
 StepProcess = Union["subprocess.Popen[bytes]", WarmProcess]
 
@@ -49,7 +51,7 @@ class LocalBackend:
         self.max_parallel = max_parallel
         self.cwd = cwd
         self.location = RunLocation(resource_name=f"local:{run.run_id}")
-        self.console_dir = run.local_dir / "steps"
+        self.console_dir = run.local_dir / CONSOLES_DIR
         self.pipeline_root = run.local_dir / PIPELINE_ROOT
         self._lock = threading.Lock()
         self._tasks: Dict[str, TaskStatus] = {}

@@ -21,7 +21,9 @@ from .._backends._base import (
     State,
     TaskStatus,
 )
+from .._backends._local import CONSOLES_DIR
 from .._launch._collect import LogStreamer, collect
+from .._launch._console import JobConsoles
 from .._launch._pipeline_run import collect_task
 from .._launch._record import RunRecord, attach_command
 from .._launch._report import LiveReport, live_report
@@ -88,12 +90,17 @@ def reach(record: RunRecord) -> Iterator[Reached]:
         storage = open_storage(record.staging_root, settings.request_timeout, settings.staging_root)
         where = record.console_url or record.resource_name
         hint = attach_command(record.record_dir)
+        # As the launcher says them: each failed job's console and its failure, as it ends.
+        consoles = JobConsoles(
+            "failures", record.path.parent / CONSOLES_DIR, prefixed=True, storage=storage
+        )
 
         def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
             if record.hand_built:
                 return collect_task(storage, record.path.parent, job, task)
             collected = collect(storage, job, task, f"run {where}", hint, run_key=record.run_key)
             keep_value(job.local_dir, collected.result, sent_as_json(collected.result))
+            consoles.ended(job, collected.outcome)
             return collected.outcome
 
         jobs = [
@@ -124,7 +131,8 @@ def attach(record: RunRecord) -> None:
     """Watches the run until it ends, collecting every job not collected yet; the record and
     status files say how each ended. Ctrl-C stops watching and leaves the run going."""
     with reach(record) as reached:
-        log.info(f"Attached to {reached.where}: {reached.watcher.files.progress()}")
+        # No count yet: the record knows only the jobs collected; the first read counts them all.
+        log.info(f"Attached to {reached.where}")
         try:
             reached.watcher.watch()
         except KeyboardInterrupt:

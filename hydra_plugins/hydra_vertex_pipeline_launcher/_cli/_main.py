@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -23,8 +24,18 @@ from .._launch._report import write_report
 if TYPE_CHECKING:
     from .._backends._base import RunStatus, TaskStatus
 
-# Exit statuses: 0 done (attach: every job succeeded), 1 not, 2 nothing to act on.
-OK, NOT_OK, NO_RUN = 0, 1, 2
+# Exit statuses: 0 done (status, attach: every job succeeded), 1 not (status: every job ended,
+# some did not succeed), 2 nothing to act on, 3 (status) some job has not ended or not been
+# collected yet; 130 interrupted (Ctrl-C), 141 the reader of its output went away.
+OK, NOT_OK, NO_RUN, NOT_ENDED = 0, 1, 2, 3
+INTERRUPTED, CLOSED_PIPE = 130, 141
+EXIT_STATUSES = """\
+exit status:
+  status   0 every job succeeded and is collected; 1 every job ended, some failed or were
+           cancelled; 3 some job is still pending or running, or ended but not collected yet
+  attach   0 every job succeeded and is collected; 1 not
+  cancel   0 the cancel was confirmed (or the run had ended); 1 not
+  all      2 no readable run record in DIR; 130 interrupted (Ctrl-C)"""
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 # How long `cancel` waits for a local run's launcher to cancel it (its steps get 5 s).
 LOCAL_CANCEL_SECONDS = 30.0
@@ -44,6 +55,20 @@ class Row:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:
+        # `status DIR | head`: the reader has what it wanted; the rest goes nowhere, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_PIPE
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="[%(asctime)s][%(levelname)s] - %(message)s")
     logging.getLogger(PACKAGE_LOGGER).setLevel(logging.INFO)
@@ -55,10 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(e, file=sys.stderr)
         return NO_RUN
     command = {"status": status, "attach": attach, "cancel": cancel}[args.command]
-    try:
-        return command(records)
-    except KeyboardInterrupt:
-        return 130
+    return command(records)
 
 
 def _readable(paths: List[Path]) -> List[RunRecord]:
@@ -75,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hydra-vertex-pipeline",
         description="Show, watch and collect, or cancel the pipeline runs of a Hydra sweep.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {
@@ -85,7 +109,13 @@ def _parser() -> argparse.ArgumentParser:
         "and DIR/results.csv, from what DIR records; reads no backend",
     }
     for name, text in helps.items():
-        sub = commands.add_parser(name, help=text, description=text)
+        sub = commands.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=EXIT_STATUSES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.add_argument("dir", help="a sweep dir, a single run's dir, or one run's record dir")
     return parser
 
@@ -100,7 +130,9 @@ def status(records: List[RunRecord]) -> int:
     rows = _latest(rows)
     _print_table(rows)
     _print_totals(records, rows)
-    return OK
+    if any(row.state not in TERMINAL or not row.collected for row in rows):
+        return NOT_ENDED
+    return OK if all(row.state == "SUCCEEDED" for row in rows) else NOT_OK
 
 
 def attach(records: List[RunRecord]) -> int:

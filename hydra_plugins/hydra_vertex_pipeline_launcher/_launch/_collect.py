@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from .._backends._base import State, TaskStatus
@@ -19,6 +20,7 @@ from .._shared._job_dirs import job_output_path
 from .._shared._result import ResultRefused, RunKey, SealedResult, unseal
 from .._shared._storage import Storage, UnsafeObjectName
 from ._compose import ComposedJob
+from ._remote_trace import with_remote_frames
 from ._watch import Outcome, WatchedJob
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,9 @@ class LogStreamer:
             log.warning(f"Could not refresh running jobs' logs: {e!r}")
 
 
-class PipelineTaskError(RuntimeError):
-    """A job whose step ended without handing back a result (killed, cancelled, never ran)."""
+class PipelineTaskError(CompactHydraException, RuntimeError):
+    """A job whose step ended without handing back a result (killed, cancelled, never ran).
+    Compact: Hydra prints its message, which says it all, without the launcher's frames."""
 
 
 class RemoteJobError(RuntimeError):
@@ -110,7 +113,8 @@ def collect(
         log.warning(f"job #{job.num}: " + "; ".join(problems))
     if result.status == JobStatus.COMPLETED.name:
         return Collected(Outcome(State.SUCCEEDED, "; ".join(problems) or None), result)
-    return Collected(Outcome(State.FAILED, "\n".join([*problems, failure(result)])), result)
+    # The step's own account first: its traceback's exception is what a failure is named by.
+    return Collected(Outcome(State.FAILED, "\n".join([failure(result), *problems])), result)
 
 
 def _fetch_outputs(storage: Storage, job: WatchedJob) -> List[str]:
@@ -178,7 +182,7 @@ def job_return(job: ComposedJob, collected: Collected, local_cwd: str) -> Tuple[
     except Exception as e:  # noqa: BLE001 - one job's value must not cost the others theirs
         return _unloadable(job, returned, collected, e)
     if returned.status is not JobStatus.COMPLETED:
-        _note_remote_traceback(returned._return_value, job.num, result)
+        _with_remote_frames(returned._return_value, result)
     return returned, collected.outcome
 
 
@@ -206,15 +210,16 @@ def _unloadable(
     returned.status = JobStatus.FAILED
     returned.return_value = RemoteJobError(f"job #{job.num}: {headline}")
     if result.traceback:
-        _note_remote_traceback(returned._return_value, job.num, result)
+        _with_remote_frames(returned._return_value, result)
     message = "\n".join(part for part in (headline, collected.outcome.error) if part)
     log.error(f"job #{job.num}: {headline}")
     return returned, Outcome(State.FAILED, message, collected.outcome.collected)
 
 
-def _note_remote_traceback(exception: Any, num: int, result: SealedResult) -> None:
-    if hasattr(exception, "add_note"):  # Python 3.11+: shown under the exception
-        exception.add_note(f"Remote traceback of job #{num}:\n{failure(result)}")
+def _with_remote_frames(exception: Any, result: SealedResult) -> None:
+    """Hydra prints the exception as its own launcher's: the app's frames, from its step."""
+    if isinstance(exception, BaseException):
+        with_remote_frames(exception, result.traceback)
 
 
 def _last_line(trace: str) -> str:

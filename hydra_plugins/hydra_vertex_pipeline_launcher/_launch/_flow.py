@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from .._backends._base import (
     utc_now,
 )
 from .._backends._choice import make_backend
+from .._backends._local import CONSOLES_DIR
 from .._shared._layout import RUNS_DIR
 from .._shared._process_tree import process_identity
 from .._shared._result import RunKey, new_key
@@ -48,6 +50,7 @@ from . import _resume
 from ._collect import LogStreamer, collect, composed_return, job_return
 from ._command import plan as command_plan
 from ._compose import ComposedJob, compose, compose_single
+from ._console import JobConsoles, console_mode, report_failures
 from ._job_settings import settings_per_job
 from ._record import JobEntry, RunRecord, attach_command, reach_settings
 from ._signals import StopSignal, shielded_from_signals, signals_as_interrupt
@@ -70,6 +73,8 @@ class _Launch:
     task_function: TaskFunction
     # A sweep's master config, or a single run's own config.
     config: DictConfig
+    # A run without -m: its console shows in full, unprefixed.
+    single: bool = False
 
 
 def launch(
@@ -105,7 +110,7 @@ def launch_single(
 ) -> JobReturn:
     """A run without -m as a one-step pipeline run, recorded in its own run dir."""
     job = compose_single(config)
-    request = _Launch(settings, hydra_context, task_function, config)
+    request = _Launch(settings, hydra_context, task_function, config, single=True)
     return _launch(request, [job], job.local_dir)[job.num]
 
 
@@ -173,7 +178,9 @@ def _run_pipeline(
         # Only now: a relaunch refused while packing, building, staging or creating keeps the
         # earlier outcomes (and resume finds them again).
         with _resume.earlier_outcomes_set_aside(jobs):
-            return _submit_and_watch(settings, backend, storage, run, watched, by_num, local_cwd)
+            return _submit_and_watch(
+                settings, backend, storage, run, watched, by_num, local_cwd, request.single
+            )
     finally:
         backend.close()
 
@@ -197,24 +204,35 @@ def _submit_and_watch(
     watched: List[WatchedJob],
     by_num: Dict[int, ComposedJob],
     local_cwd: str,
+    single: bool,
 ) -> Dict[int, JobReturn]:
     where = backend.location.console_url or backend.location.resource_name
     returns: Dict[int, JobReturn] = {}
     attach_hint = attach_command(run.record_dir) if backend.outlives_launcher else ""
     run_key = RunKey(run.run_id, run.result_key)
+    streamer = None
+    if not backend.steps_share_filesystem:
+        streamer = LogStreamer(storage, settings.log_upload_interval)
+    consoles = JobConsoles(
+        console_mode(settings.console, single),
+        run.local_dir / CONSOLES_DIR,
+        prefixed=not single,
+        storage=None if backend.steps_share_filesystem else storage,
+        fetch_interval=settings.log_upload_interval,
+        then=streamer,
+    )
 
     def on_job_done(job: WatchedJob, task: TaskStatus) -> Outcome:
         collected = collect(storage, job, task, f"run {where}", attach_hint, run_key=run_key)
         returns[job.num], outcome = job_return(by_num[job.num], collected, local_cwd)
         keep_value(job.local_dir, collected.result, returns[job.num]._return_value)
+        consoles.ended(job, outcome)
         return outcome
 
-    streamer = None
-    if not backend.steps_share_filesystem:
-        streamer = LogStreamer(storage, settings.log_upload_interval)
-    record = submit_and_watch(settings, backend, run, watched, on_job_done, streamer)
+    record = submit_and_watch(settings, backend, run, watched, on_job_done, consoles)
     if not settings.wait:
         return _detached(record, by_num, local_cwd)
+    report_failures(watched, run.record_dir)
     return returns
 
 
@@ -224,7 +242,7 @@ def submit_and_watch(
     run: RunContext,
     watched: List[WatchedJob],
     on_job_done: Callable[[WatchedJob, TaskStatus], Outcome],
-    streamer: Optional[LogStreamer] = None,
+    streamer: Optional[Callable[[List[WatchedJob]], None]] = None,
     hand_built: bool = False,
 ) -> RunRecord:
     """Records the run, submits run.spec_path and, with settings.wait, watches it to its end
@@ -265,6 +283,8 @@ def submit_and_watch(
         if isinstance(interrupt, StopSignal):
             # Handled and said: end as that signal's default action would, with no traceback.
             raise SystemExit(128 + interrupt.signum) from None
+        if not hand_built:  # a Hydra app's launch: Ctrl-C said all there is, as a shell says it
+            raise SystemExit(128 + signal.SIGINT) from None
         raise
     except LauncherConfigError as refused:
         # The backend refused the run: nothing was created, and its record says so.

@@ -38,6 +38,12 @@ RESULTS_FILE = "results.csv"
 LIVE_INTERVAL = 5.0
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 ERROR_WIDTH = 100
+TRACEBACK_HEADER = "Traceback (most recent call last)"
+# How Python joins the tracebacks of chained exceptions.
+CHAINED_EXCEPTION = (
+    "The above exception was the direct cause of the following exception:",
+    "During handling of the above exception, another exception occurred:",
+)
 EXCEPTION_MODULE = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*: )")
 # The table's own columns; a swept key or a returned key of the same name is prefixed.
 FIXED_BEFORE = ("#", "run", "state")
@@ -383,13 +389,34 @@ def _describe(executor: Dict[str, Any]) -> str:
 
 
 def first_line(error: Optional[str]) -> str:
-    """What went wrong, in one line: a Python traceback's last line names the exception."""
-    if not error:
-        return ""
-    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    line = lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
-    line = EXCEPTION_MODULE.sub("", line)  # mypkg.errors.BadInput: ... -> BadInput: ...
+    """What went wrong, in one line of at most ERROR_WIDTH characters (see headline)."""
+    line = headline(error)
     return line if len(line) <= ERROR_WIDTH else line[: ERROR_WIDTH - 3] + "..."
+
+
+def headline(error: Optional[str]) -> str:
+    """What went wrong, in one line: for a Python traceback, its exception's line, whatever
+    follows it (notes, warnings, the attempts it took)."""
+    if not error or not error.strip():
+        return ""
+    lines = error.strip().splitlines()
+    line = exception_line(lines) if lines[0].startswith(TRACEBACK_HEADER) else lines[0]
+    return EXCEPTION_MODULE.sub("", line.strip())  # mypkg.errors.BadInput: ... -> BadInput: ...
+
+
+def exception_line(lines: List[str]) -> str:
+    """The line that names the exception of a traceback (of its last exception, if chained)."""
+    found = lines[-1]
+    in_frames = False
+    for number, line in enumerate(lines):
+        if line.startswith(TRACEBACK_HEADER):
+            in_frames = True
+        elif in_frames and line.strip() and not line[:1].isspace():
+            found, in_frames = line, False
+            following = [later for later in lines[number + 1 :] if later.strip()]
+            if not following or following[0] not in CHAINED_EXCEPTION:
+                break
+    return found
 
 
 def parse_time(moment: Optional[str]) -> Optional[datetime]:

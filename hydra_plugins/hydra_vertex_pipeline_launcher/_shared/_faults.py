@@ -4,12 +4,15 @@ outcome is pickled for the launcher, wherever the job ran."""
 
 from __future__ import annotations
 
-import logging
 import traceback
 from typing import Any, Callable, Tuple
 
 import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus
+
+# A step's console: what follows this line is the step's full account of how its job failed
+# (kept in the step's log and the job's status); the terminal shows the app's part of it instead.
+FAILURE_MARK = "[hydra-vertex-pipeline] how the job failed, in full:"
 
 
 class JobExited(RuntimeError):
@@ -57,11 +60,10 @@ def pickle_outcome(
     return status, pickled, trace
 
 
-def log_failure(job_return: JobReturn) -> str:
-    """Puts the traceback into the job's own log, and returns it for the launcher."""
+def failure_trace(job_return: JobReturn) -> str:
+    """The traceback of a job that raised, for the launcher; "" for one that did not. Not in the
+    job's own log: Hydra's run_job leaves it out of that log too."""
     error = job_return._return_value
     if job_return.status is JobStatus.COMPLETED or not isinstance(error, BaseException):
         return ""
-    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    logging.getLogger(str(job_return.task_name or __name__)).error(f"Job failed:\n{trace}")
-    return trace
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))

@@ -38,6 +38,11 @@ def job_live_log(num: int) -> str:
     return f"{job_prefix(num)}/live.log"
 
 
+def job_console(num: int) -> str:
+    """The step's stdout and stderr, as it last uploaded them."""
+    return f"{job_prefix(num)}/console.log"
+
+
 def job_attempts(num: int) -> str:
     """How many attempts of the job's step have started (Vertex retries a failed step)."""
     return f"{job_prefix(num)}/attempts"

@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from .._shared._app_main import dumps_by_reference
-from .._shared._faults import log_failure, pickle_outcome
+from .._shared._faults import failure_trace, pickle_outcome
 from .._shared._overrides import task_overrides
 from .._shared._process_tree import end_with_starter
 
@@ -52,7 +52,7 @@ class HandBackToStep(Callback):
         handback_dir = os.environ.get(HANDBACK_DIR_ENV)
         if not handback_dir:
             return
-        trace = log_failure(job_return)
+        trace = failure_trace(job_return)
         status, value, trace = pickle_outcome(
             job_return.status, job_return._return_value, trace, _dumps
         )

@@ -151,6 +151,8 @@ class CommandJob:
     def _run_child(self) -> Optional[int]:
         # The job's process ends with this one, however this one ends (the callback watches).
         env = {
+            # Its lines reach the step's console as they come, not when a buffer fills.
+            "PYTHONUNBUFFERED": "1",
             **os.environ,
             HANDBACK_DIR_ENV: str(self.handback_dir),
             PARENT_PID_ENV: str(os.getpid()),

@@ -19,6 +19,7 @@ from hydra.core.utils import JobStatus
 
 from .._shared._process_tree import end_with_starter
 from .._shared._storage import Storage, open_storage
+from ._console import Console
 from ._handback import HandBack, JobRunner, StepOutcome, start_attempt, stop_at_time_limit
 from ._secrets import export_secrets
 
@@ -30,10 +31,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     end_with_starter(subreaper=True)
     own_args, command = _split_command(sys.argv[1:] if argv is None else argv)
     args = _parse(own_args)
+    console = Console().start()
     storage = open_storage(args.run_root, args.request_timeout)
     run_id = args.run_root.rstrip("/").rsplit("/", 1)[-1]
     attempt = start_attempt(storage, args.job)
-    hand_back = HandBack(storage, args.job, attempt, args.result_key, run_id)
+    hand_back = HandBack(storage, args.job, attempt, args.result_key, run_id, console)
     job = _job_runner(storage, args, command, hand_back)
     if args.timeout:
         stop_at_time_limit(hand_back, args.timeout, job.halt, job.log_error)
@@ -43,10 +45,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit:
         raise  # a step ended by a signal, as the signal would have: nothing to hand back
     except BaseException as e:  # noqa: BLE001 - the launcher must learn why, not an exit code
-        trace = traceback.format_exc()
-        print(trace, file=sys.stderr)
-        outcome = StepOutcome(JobStatus.FAILED, e, trace, ran_in_output_dir=False)
+        outcome = StepOutcome(JobStatus.FAILED, e, traceback.format_exc(), ran_in_output_dir=False)
     hand_back.finish(outcome)
+    console.discard()
     return 0 if outcome.status is JobStatus.COMPLETED else 1
 
 

@@ -16,9 +16,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tupl
 from hydra.core.utils import JobStatus
 
 from .._shared import _layout
-from .._shared._faults import JobTimedOut, pickle_outcome
+from .._shared._faults import FAILURE_MARK, JobTimedOut, pickle_outcome
 from .._shared._result import plain, plain_from_pickle, seal
 from .._shared._storage import Storage
+from ._console import Console
 
 # The exit status of a step stopped at its time limit, as coreutils' `timeout` uses.
 TIMED_OUT_EXIT = 124
@@ -42,7 +43,15 @@ class HandBack:
     """Mirrors the job's output dir and writes its result, exactly once: at the job's end or
     at its time limit, whichever comes first."""
 
-    def __init__(self, storage: Storage, num: int, attempt: int, key: str, run_id: str) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        num: int,
+        attempt: int,
+        key: str,
+        run_id: str,
+        console: Optional[Console] = None,
+    ) -> None:
         self.storage = storage
         self.num = num
         self.attempt = attempt
@@ -54,6 +63,10 @@ class HandBack:
         # Known once the job's config is (payload) or its command's Hydra has (command).
         self.output_dir: Optional[Path] = None
         self.job_name = __name__
+        # The step's stdout and stderr, uploaded with the job's log while it runs and at its end.
+        self.console = console
+        self._console_lock = threading.Lock()
+        self._console_final = False
         # Held through the whole hand-back: the time limit ends the process while holding it,
         # so a job that ends meanwhile waits here instead of handing back a second outcome.
         self._lock = threading.Lock()
@@ -70,6 +83,9 @@ class HandBack:
             if self._handed_back:
                 return False
             self._handed_back = True
+            if outcome.status is not JobStatus.COMPLETED and outcome.traceback:
+                print(f"{FAILURE_MARK}\n{outcome.traceback}", file=sys.stderr, flush=True)
+            self.upload_console(final=True)
             output_dir = self.output_dir
             upload_error = (
                 _upload_outputs(self.storage, output_dir, self.num) if output_dir else None
@@ -86,6 +102,22 @@ class HandBack:
             result = _result_bytes(outcome, header, self.key)
             self.storage.write_many({_layout.job_result(self.num): result})
             return True
+
+    def upload_console(self, final: bool = False) -> None:
+        """final: once what the step wrote so far reached the console's file; no upload follows
+        it (one under way would land after it, older)."""
+        if self.console is None:
+            return
+        with self._console_lock:
+            if self._console_final:
+                return
+            self._console_final = final
+            if final:
+                self.console.drain()
+            try:
+                self.storage.upload_file(self.console.path, _layout.job_console(self.num))
+            except Exception as e:  # noqa: BLE001 - a missed upload must not fail the job
+                print(f"console upload failed: {e!r}", file=sys.stderr)
 
 
 class JobRunner(Protocol):
@@ -114,9 +146,8 @@ def stop_at_time_limit(
         time.sleep(timeout)
         message = f"the job timed out after {timeout:g} s (hydra.launcher.timeout={timeout:g})"
         where, ran_in_output_dir = halt()
-        trace = f"{message}; it was stopped here:\n{where}"
-        log_error(trace)
-        print(trace, file=sys.stderr)
+        trace = f"{message}\nIt was stopped here:\n{where}"
+        log_error(message)
         outcome = StepOutcome(JobStatus.FAILED, JobTimedOut(message), trace, ran_in_output_dir)
         try:
             stopping = hand_back.finish(outcome)  # False: the job ended first, on its own
@@ -155,6 +186,7 @@ def streaming_log(
 
     def upload_until_stopped() -> None:
         while not stop.wait(interval):
+            hand_back.upload_console()
             log_file = hand_back.log_file
             if log_file is not None and log_file.is_file():
                 try:

@@ -27,7 +27,7 @@ from .._shared import _layout, _payload
 from .._shared._app_code import AppCode
 from .._shared._app_code import unpack as unpack_code
 from .._shared._app_main import MainScript, import_main
-from .._shared._faults import JobExited, JobRaisedBaseException, log_failure
+from .._shared._faults import JobExited, JobRaisedBaseException, failure_trace
 from .._shared._job_dirs import DirKeys, job_output_dir
 from .._shared._overrides import task_overrides
 from .._shared._storage import Storage
@@ -117,18 +117,19 @@ def _run_staged_job(storage: Storage, args: argparse.Namespace, hand_back: HandB
     watched = snapshot(working_dir, output_dir) if shared["in_container"] else None
     with streaming_log(storage, hand_back, live_log, args.log_upload_interval):
         job_return = _run(parts["hydra_context"], task_function, sweep_config, dir_keys)
-        trace = log_failure(job_return)
+        trace = failure_trace(job_return)
         stray = stray_warning(watched, working_dir, output_dir)
         if stray:  # into the job's log, which Hydra's job logging still writes
             logging.getLogger(hand_back.job_name).warning(stray)
-    if trace and problem:  # likely why it failed (`__main__.X` not found): say it in the terminal
-        trace += f"\n{problem}"
+    # A problem is likely why a job failed (`__main__.X` not found): said in the terminal, apart
+    # from the traceback, whose last line stays the exception's.
+    said = (problem,) if trace and problem else ()
     return StepOutcome(
         status=job_return.status,
         return_value=job_return._return_value,
         traceback=trace,
         ran_in_output_dir=same_dir(job_return.working_dir, output_dir),
-        warnings=(stray,) if stray else (),
+        warnings=said + ((stray,) if stray else ()),
     )
 
 
