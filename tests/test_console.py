@@ -257,3 +257,33 @@ def test_the_printed_resume_command_runs_the_failed_jobs_again_in_the_same_dir(
     assert again.returncode == 1, again.stderr  # x=2 still fails
     assert "Resuming: 1 of 2 jobs succeeded in an earlier run; 1 run now" in again.stdout
     assert "\t#1 +x=2: ValueError: x=2 is not allowed here" in again.stdout
+
+
+def test_a_run_that_waits_says_so_every_progress_interval(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    args = ["-m", "+x=1", f"+go={go}", f"hydra.sweep.dir={tmp_path / 'sweep'}", LOCAL]
+    proc = start_app(APP, [*args, "hydra.launcher.progress_interval=1"], tmp_path)
+    output = Output(proc)
+    try:
+        # The job waits for its go-file: its state does not change, yet the launch says so.
+        wait_until(lambda: sum(": still " in line for line in output.lines) >= 3, timeout=120)
+        go.touch()
+        assert proc.wait(timeout=120) == 0, output.text()
+    finally:
+        proc.kill()
+    assert "still 0/1 succeeded, 1 running" in output.text()
+
+
+def test_a_run_that_changes_says_nothing_more_than_its_progress(tmp_path: Path) -> None:
+    args = ["-m", "+x=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}", LOCAL]
+    result = run_app(APP, args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ": still " not in result.stdout + result.stderr
+
+
+def test_a_bad_progress_interval_is_named_before_anything_is_staged(tmp_path: Path) -> None:
+    args = ["-m", "+x=1", LOCAL, "hydra.launcher.progress_interval=0"]
+    result = run_app(APP, args, tmp_path)
+    assert result.returncode != 0
+    assert "hydra.launcher.progress_interval" in result.stderr
+    assert "Staging" not in result.stdout + result.stderr

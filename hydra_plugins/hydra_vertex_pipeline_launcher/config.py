@@ -98,6 +98,9 @@ class VertexPipelineLauncherConf:
     # Seconds between status reads; the wait grows by half while nothing changes, up to the cap.
     poll_interval: float = 10.0
     max_poll_interval: float = 60.0
+    # Seconds at most between two progress lines: a run whose state does not change (steps
+    # waiting for machines) still says so.
+    progress_interval: float = 60.0
     # Seconds between uploads of a running job's log to the staging root.
     log_upload_interval: float = 15.0
     cancel_on_interrupt: bool = True
@@ -437,7 +440,13 @@ _CHECKS: List[Callable[[VertexPipelineLauncherConf], None]] = [
     _check_staging_root,
     *(
         _seconds_check(name)
-        for name in ("poll_interval", "max_poll_interval", "log_upload_interval", "request_timeout")
+        for name in (
+            "poll_interval",
+            "max_poll_interval",
+            "progress_interval",
+            "log_upload_interval",
+            "request_timeout",
+        )
     ),
     _check_timing,
     _check_timeout,

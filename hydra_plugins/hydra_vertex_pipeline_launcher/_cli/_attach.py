@@ -119,6 +119,7 @@ def reach(record: RunRecord) -> Iterator[Reached]:
             settings.poll_interval,
             settings.max_poll_interval,
             report or streamer,
+            settings.progress_interval,
         )
         yield Reached(record, run_context(record), backend, watcher)
     finally:

@@ -263,6 +263,7 @@ def submit_and_watch(
         settings.poll_interval,
         settings.max_poll_interval,
         report or streamer,
+        settings.progress_interval,
     )
     try:
         with signals_as_interrupt():

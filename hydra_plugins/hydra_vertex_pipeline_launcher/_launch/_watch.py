@@ -112,6 +112,7 @@ class Watcher:
         poll_interval: float,
         max_poll_interval: float,
         on_poll: Optional[Callable[[List[WatchedJob]], None]] = None,
+        progress_interval: float = 60.0,
     ) -> None:
         self.backend = backend
         self.files = files
@@ -119,6 +120,7 @@ class Watcher:
         self.on_poll = on_poll
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
+        self.progress_interval = progress_interval
         self.seen: Dict[str, TaskStatus] = {}
         # Jobs collected already (by the launcher, or an earlier attach) are not collected again.
         self.done: Dict[str, Outcome] = {
@@ -137,6 +139,7 @@ class Watcher:
     def watch(self) -> None:
         """Polls until the run ends; every job is collected exactly once."""
         interval = self.poll_interval
+        said_at = time.monotonic()
         while True:
             status = self._read()
             if status is None:
@@ -150,12 +153,17 @@ class Watcher:
             elif self._apply(status):
                 self.files.write_run(status.state)
                 log.info(f"{self._run_id}: {self.files.progress()}")
+                said_at = time.monotonic()
                 interval = self.poll_interval
             else:
                 interval = min(interval * BACKOFF_FACTOR, self.max_poll_interval)
+            if time.monotonic() - said_at >= self.progress_interval:
+                log.info(f"{self._run_id}: still {self.files.progress()}")
+                said_at = time.monotonic()
             if self.on_poll is not None:
                 self.on_poll(self._running())
-            time.sleep(interval)
+            # A long backoff never skips a progress line that is due.
+            time.sleep(max(0.0, min(interval, said_at + self.progress_interval - time.monotonic())))
             raise_pending()
 
     def settle(self) -> None:
