@@ -24,7 +24,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "_backends": {"_backends", "_shared", "config", ""},
     "_launch": {"_launch", "_backends", "_shared", "config", ""},
     "_cli": {"_cli", "_launch", "_backends", "_shared", "config", ""},
-    "public": {"_launch", "_cli", "config", "components", ""},
+    "public": {"_launch", "_cli", "_shared", "config", "components", ""},
 }
 STEP_NEVER_IMPORTS = ("kfp", "google.cloud.aiplatform", "google_cloud_pipeline_components")
 

@@ -12,10 +12,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.object_type import ObjectType
-from hydra.errors import CompactHydraException
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import OmegaConf
+
+from ._shared._errors import LauncherConfigError
 
 LAUNCHER_TARGET = (
     "hydra_plugins.hydra_vertex_pipeline_launcher.vertex_pipeline_launcher.VertexPipelineLauncher"
@@ -161,14 +162,6 @@ class VertexPipelineLocalLauncherConf(VertexPipelineLauncherConf):
     poll_interval: float = 0.25
     max_poll_interval: float = 1.0
     log_upload_interval: float = 5.0
-
-
-class LauncherConfigError(CompactHydraException, ValueError):
-    """A launcher setting is missing or wrong; raised before anything is staged or submitted.
-
-    A CompactHydraException: Hydra prints just its message, which names the setting and the fix,
-    instead of the traceback through Hydra and this plugin.
-    """
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
