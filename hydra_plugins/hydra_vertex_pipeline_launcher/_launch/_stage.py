@@ -21,6 +21,7 @@ from omegaconf._utils import OmegaConfDumper
 from .._shared import _layout, _payload
 from .._shared._app_main import MainScript, dumps_by_reference, dumps_by_value, launching_main
 from .._shared._hydra_state import plain_plugin_nodes
+from .._shared._overrides import staged_overrides
 from .._shared._storage import Storage
 from ..config import LauncherConfigError
 from ._code import gather
@@ -83,11 +84,16 @@ def pack(
 
 
 def stage_readable(jobs: List[ComposedJob], command: CommandPlan) -> StagedRun:
-    """Command mode: each step runs the app's own command, so only the readable configs go."""
+    """Command mode: each step runs the app's own command, so only the readable configs go, and
+    each job's override arguments (which may be long: the spec carries only their digest)."""
     blobs: Dict[str, bytes] = {}
+    job_digests: Dict[int, str] = {}
     for job in jobs:
+        overrides = staged_overrides(command.job_overrides[job.num])
+        job_digests[job.num] = sha256(overrides)
+        blobs[_layout.job_command_overrides(job.num)] = overrides
         blobs.update(_readable_configs(job))
-    return StagedRun(shared_digest="", job_digests={}, blobs=blobs, command=command)
+    return StagedRun(shared_digest="", job_digests=job_digests, blobs=blobs, command=command)
 
 
 def _both_ways(parts: Dict[str, Any], main: Optional[MainScript]) -> Dict[str, Optional[bytes]]:
