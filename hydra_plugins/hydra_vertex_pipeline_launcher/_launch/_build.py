@@ -304,7 +304,7 @@ def job_inputs(
 def _custom_job_steps(
     component: Any, settings: VertexPipelineLauncherConf, jobs: List[ComposedJob]
 ) -> CustomJobSteps:
-    job_name = str(jobs[0].sweep_config.hydra.job.name) if jobs else ""
+    job_name = jobs[0].job_name if jobs else ""
     return CustomJobSteps(component, run_wide(settings, job_name))
 
 

@@ -21,7 +21,7 @@ from hydra.core.utils import (
     setup_globals,
 )
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .._backends._base import (
     CancelOutcome,
@@ -179,7 +179,7 @@ def _watched(job: ComposedJob, task_name: str) -> WatchedJob:
         task_name=task_name,
         display_name=job.display_name,
         local_dir=job.local_dir,
-        log_name=f"{job.sweep_config.hydra.job.name}.log",
+        log_name=f"{job.job_name}.log",
         overrides=tuple(job.overrides),
     )
 
@@ -335,8 +335,7 @@ def _detached(
     )
     returns = {}
     for num, job in by_num.items():
-        chdir = bool(OmegaConf.select(job.sweep_config, "hydra.job.chdir"))
-        returned = composed_return(job, local_cwd, ran_in_output_dir=chdir)
+        returned = composed_return(job, local_cwd, ran_in_output_dir=job.chdir)
         returned.status = JobStatus.COMPLETED
         returned.return_value = Detached(record.run_id, command)
         returns[num] = returned
