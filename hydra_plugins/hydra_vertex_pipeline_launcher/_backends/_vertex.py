@@ -15,8 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 
-import yaml
-
 from ..config import LauncherConfigError, VertexPipelineLauncherConf
 from ._base import (
     CancelOutcome,
@@ -27,6 +25,7 @@ from ._base import (
     State,
     TaskStatus,
 )
+from ._spec import read_spec
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class VertexBackend:
         self._create_sent = True
 
     def _read_spec(self, spec_path: Path) -> Dict[str, Any]:
-        spec: Dict[str, Any] = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        spec = read_spec(spec_path)
         tasks = spec["root"]["dag"]["tasks"]
         # Vertex reports a task by its display name; the DAG key is accepted too, unless it is
         # also the pipeline's name, which the run's own (root) task detail carries.

@@ -162,6 +162,7 @@ def _run_pipeline(
             run.spec_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(compiled), run.spec_path)
         upload(storage, staged)
+        staged.blobs.clear()  # uploaded: not held while the run is watched (KiB a job)
         by_num = {job.num: job for job in jobs}
         watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]
         local_cwd = str(request.config.hydra.runtime.cwd)
