@@ -1,5 +1,6 @@
-"""A cancel marks every job that had not ended, on either backend: those that never started too,
-each saying why, without collecting them one by one."""
+"""A cancel marks every job that had not ended, on either backend: those that never started are
+marked at once, each saying why (not collected one by one); those that had started are collected
+(they may have handed back a result as they were stopped)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ def _check_every_job_marked(sweep: Path, output: str) -> None:
     assert "Traceback" not in output
     record = read_json(next(sweep.glob("vertex_pipeline/*/run.json")))
     assert record["state"] == "CANCELLED"
+    unstarted = 0
     for num in range(JOBS):
         status = read_json(sweep / str(num) / "vertex_status.json")
-        assert status["state"] == "CANCELLED", (num, status)
-        assert status["error"] == REASON and status["ended"], (num, status)
+        assert status["state"] == "CANCELLED" and status["ended"], (num, status)
         assert record["jobs"][str(num)]["state"] == "CANCELLED"
+        if status["started"] is None:
+            assert status["error"] == REASON, (num, status)
+            unstarted += 1
+    assert unstarted >= JOBS - 4  # at most a few steps ran at once
 
 
 def test_sigterm_marks_every_unfinished_local_job(tmp_path: Path) -> None:

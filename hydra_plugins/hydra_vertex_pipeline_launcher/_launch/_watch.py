@@ -160,12 +160,14 @@ class Watcher:
 
     def settle(self) -> None:
         """After a cancel: one more read, so that jobs that ended meanwhile keep their outcome.
-        Tasks the cancel ended are left to mark_interrupted, not collected one by one (they
-        handed back nothing): thousands of them are marked in seconds."""
+        Tasks the cancel ended before they started are left to mark_interrupted, not collected
+        one by one (they have nothing to hand back): thousands of them are marked in seconds.
+        One that had started is collected: it may have handed back its result as it was
+        stopped."""
         try:
             status = self.backend.read_status()
             self.run_state = status.state
-            self._apply(status, collect_cancelled=False)
+            self._apply(status, collect_unstarted=False)
         except Exception as e:  # noqa: BLE001 - the cancel went out; the rest is bookkeeping
             log.warning(f"Could not read {self._run_id} after cancelling it: {e!r}")
 
@@ -217,7 +219,7 @@ class Watcher:
         self.run_state = status.state
         return status
 
-    def _apply(self, status: RunStatus, collect_cancelled: bool = True) -> bool:
+    def _apply(self, status: RunStatus, collect_unstarted: bool = True) -> bool:
         changed = False
         ended: List[Tuple[WatchedJob, TaskStatus]] = []
         for name, task in status.tasks.items():
@@ -226,7 +228,7 @@ class Watcher:
                 continue
             changed = True
             self.seen[name] = task
-            if task.state is State.CANCELLED and not collect_cancelled:
+            if task.state is State.CANCELLED and task.started is None and not collect_unstarted:
                 continue
             if task.state.terminal:
                 ended.append((job, task))
