@@ -2,9 +2,10 @@
 
 Usage: python benchmarks/_peak_memory.py RECORD.json APP [app arguments ...]
 
-Writes to RECORD.json the process's peak resident set size once the app has returned
-(getrusage's ru_maxrss for this process alone: the local backend's steps are other processes,
-and their memory is not counted).
+Writes to RECORD.json the process's peak resident set size once the app has returned, for
+this process alone (the local backend's steps are other processes, not counted): Linux's VmHWM
+of this program's own memory. Not getrusage's ru_maxrss, which Linux carries over from the
+process that started this one (its benchmark runner, hundreds of MiB) across fork and exec.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ def main() -> None:
 
 
 def _peak_bytes() -> int:
-    # Linux reports kilobytes, macOS bytes.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    # Elsewhere ru_maxrss (macOS counts this process alone): Linux reports kilobytes, macOS bytes.
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 

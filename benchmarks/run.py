@@ -411,7 +411,7 @@ def _memory(sizes: Sizes) -> List[Figure]:
     basic_at = basic[more] + slope["basic"] * (at - more)
     mib = 2**20
     how = (
-        f"peak RSS of the launching process alone (getrusage, steps excluded), a trivial sweep "
+        f"peak RSS of the launching process alone (VmHWM, steps excluded), a trivial sweep "
         f"run to its end: `vertex_pipeline_local` {fewer} jobs {ours[fewer] / mib:.0f} MiB, "
         f"{more} jobs {ours[more] / mib:.0f} MiB; basic launcher {basic[fewer] / mib:.0f} MiB, "
         f"{basic[more] / mib:.0f} MiB; each additional job: ours "
