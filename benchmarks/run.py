@@ -1,4 +1,4 @@
-"""Measures every figure of issue #11's targets in one run and rewrites benchmarks/RESULTS.md.
+"""Measures every figure of issues #11's and #20's targets; rewrites benchmarks/RESULTS.md.
 
 Run from a checkout, after `pip install ".[test,bench]"`:
 
@@ -62,13 +62,27 @@ class Sizes:
     transfer_jobs: int  # target 6
     transfer_sample: int  # target 6: jobs moved one object at a time
     status_tasks: int  # target 7
+    memory_jobs: Sequence[int]  # target 8: (fewer, more); the slope extrapolates to memory_at
+    memory_at: int
+    cancel_local_jobs: int  # target 9
+    cancel_vertex_jobs: Sequence[int]  # target 9: each its own figure
+    spec_jobs: int  # target 10
+    big_status_tasks: int  # target 11
     # A figure is measured again, up to `runs` times, only while it has used less than this
     # many seconds: the cheap ones get medians, the slow sweeps keep the whole under ~15 min.
     budget: float
 
 
-FULL = Sizes(3, 600, (300, 3000), 10_000, 200, 1000, 50, 1000, budget=120)
-QUICK = Sizes(1, 40, (20, 200), 1000, 20, 100, 10, 1000, budget=0)
+FULL = Sizes(
+    3, 600, (300, 3000), 10_000, 200, 1000, 50, 1000,
+    memory_jobs=(500, 2000), memory_at=10_000, cancel_local_jobs=2000,
+    cancel_vertex_jobs=(2000, 10_000), spec_jobs=1000, big_status_tasks=10_000, budget=120,
+)  # fmt: skip
+QUICK = Sizes(
+    1, 40, (20, 200), 1000, 20, 100, 10, 1000,
+    memory_jobs=(50, 200), memory_at=1000, cancel_local_jobs=100,
+    cancel_vertex_jobs=(100, 500), spec_jobs=100, big_status_tasks=1000, budget=0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         _client_cost,
         _submit_scaling,
         _local_vs_joblib,
+        _spec_bytes,
+        _big_status_read,
+        _cancel,
+        _memory,
     ):
         section_started = time.perf_counter()
         measured = measure(sizes)
@@ -371,6 +389,97 @@ def _status_read(sizes: Sizes) -> List[Figure]:
     return [Figure("7", f"a read of {tasks} tasks → job states", ms, "ms", 50, how)]
 
 
+# Target 8: the launcher's own peak memory against the basic launcher's, for the same sweep.
+PEAK_MEMORY = HERE / "_peak_memory.py"
+
+
+def _memory(sizes: Sizes) -> List[Figure]:
+    fewer, more = sizes.memory_jobs
+    peaks = {
+        (launcher, jobs): _peak_bytes(jobs, launcher)
+        for jobs in (fewer, more)
+        for launcher in (LOCAL, "hydra/launcher=basic")
+    }
+    ours = {jobs: peaks[(LOCAL, jobs)] for jobs in (fewer, more)}
+    basic = {jobs: peaks[("hydra/launcher=basic", jobs)] for jobs in (fewer, more)}
+    slope = {
+        name: (p[more] - p[fewer]) / (more - fewer)
+        for name, p in (("ours", ours), ("basic", basic))
+    }
+    at = sizes.memory_at
+    ours_at = ours[more] + slope["ours"] * (at - more)
+    basic_at = basic[more] + slope["basic"] * (at - more)
+    mib = 2**20
+    how = (
+        f"peak RSS of the launching process alone (VmHWM, steps excluded), a trivial sweep "
+        f"run to its end: `vertex_pipeline_local` {fewer} jobs {ours[fewer] / mib:.0f} MiB, "
+        f"{more} jobs {ours[more] / mib:.0f} MiB; basic launcher {basic[fewer] / mib:.0f} MiB, "
+        f"{basic[more] / mib:.0f} MiB; each additional job: ours "
+        f"{slope['ours'] / 1024:.1f} KiB, basic {slope['basic'] / 1024:.1f} KiB"
+    )
+    how_at = (
+        f"not run: {at} jobs take each launcher tens of minutes here; each launcher's peak at "
+        f"{more} jobs plus its own per-job slope (figure 8) times {at - more} more jobs: ours "
+        f"{ours_at / mib:.0f} MiB, basic {basic_at / mib:.0f} MiB"
+    )
+    what = "peak memory ÷ basic launcher's"
+    return [
+        Figure("8a", f"{what}, {more} jobs", ours[more] / basic[more], "", 0.5, how),
+        Figure("8b", f"{what}, {at} jobs (extrapolated)", ours_at / basic_at, "", 0.5, how_at),
+    ]
+
+
+def _peak_bytes(jobs: int, launcher: str) -> float:
+    with tempfile.TemporaryDirectory() as scratch:
+        record = Path(scratch) / "memory.json"
+        sweep = f"hydra.sweep.dir={Path(scratch) / 'multirun'}"
+        command = [sys.executable, str(PEAK_MEMORY), str(record), str(APP)]
+        _run(command + ["-m", f"x=range(0,{jobs})", launcher, sweep], Path(scratch))
+        return float(json.loads(record.read_text())["peak_bytes"])
+
+
+# Target 9: SIGTERM to a launcher watching a run, until it has ended, every job marked.
+def _cancel(sizes: Sizes) -> List[Figure]:
+    cancel = importlib.import_module("cancel")
+    runs = [("local", sizes.cancel_local_jobs, cancel.measure_local(sizes.cancel_local_jobs))]
+    runs += [("vertex", jobs, cancel.measure_vertex(jobs)) for jobs in sizes.cancel_vertex_jobs]
+    figures = []
+    for index, (backend, jobs, result) in enumerate(runs):
+        unmarked = jobs - result["ended"]
+        how = (
+            f"benchmarks/cancel.py, {backend} backend, one run: the run ended "
+            f"{result.get('run', result['recorded'])}, recorded {result['recorded']}; "
+            f"jobs whose status file does not say they ended: {unmarked}"
+        )
+        limit = 10.0 if jobs <= 2000 else 20.0
+        seconds = result["seconds"] if unmarked == 0 else float("inf")
+        what = f"SIGTERM until ended, {jobs} jobs, {backend} backend"
+        figures.append(Figure(f"9{'abc'[index]}", what, seconds, "s", limit, how))
+    return figures
+
+
+# Target 10: spec bytes a job adds, whatever its overrides.
+def _spec_bytes(sizes: Sizes) -> List[Figure]:
+    per_job = importlib.import_module("spec_bytes").measure(sizes.spec_jobs)
+    how = f"benchmarks/spec_bytes.py, {sizes.spec_jobs} jobs, the largest of: " + ", ".join(
+        f"{case} {size:.0f} B" for case, size in per_job.items()
+    )
+    return [Figure("10", "spec bytes per job, any overrides", max(per_job.values()), "B", 500, how)]
+
+
+# Target 11: a status read of a run of many tasks.
+def _big_status_read(sizes: Sizes) -> List[Figure]:
+    result = importlib.import_module("status_read").measure(sizes.big_status_tasks, runs=3)
+    how = (
+        f"benchmarks/status_read.py, median of {result['runs']}: aiplatform's REST client "
+        f"reading (from a local server) and parsing a GetPipelineJob answer of "
+        f"{result['tasks']} task details and its echoed spec, then the job states "
+        f"({result['states_seconds'] * 1000:.0f} ms of it)"
+    )
+    ms = result["read_seconds"] * 1000
+    return [Figure("11", f"a status read of {result['tasks']} tasks", ms, "ms", 50, how)]
+
+
 T = TypeVar("T")
 
 
@@ -434,7 +543,7 @@ def _report(figures: List[Figure], command: str, quick: bool, minutes: float) ->
             "**A quick run**: fewer jobs than the targets name (limits scaled where they "
             "depend on the count), one run each. Run without --quick for the real figures."
         )
-    lines += ["", "## Machine", "", *_machine(), "", "## Figures (issue #11)", ""]
+    lines += ["", "## Machine", "", *_machine(), "", "## Figures (issues #11, #20)", ""]
     lines += ["| # | what | measured | target | |", "|---|---|---|---|---|"]
     lines += [figure.row() for figure in figures]
     lines += ["", "## How each was measured", ""]

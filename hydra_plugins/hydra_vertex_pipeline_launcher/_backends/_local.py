@@ -93,14 +93,16 @@ class LocalBackend:
                 if status.state is State.PENDING:
                     self._tasks[name] = TaskStatus(State.CANCELLED, ended=utc_now())
         _terminate(procs)
-        self.close()
+        self.close(cancel_queued=True)
         return CancelOutcome.CONFIRMED
 
-    def close(self) -> None:
+    def close(self, cancel_queued: bool = False) -> None:
+        """cancel_queued: steps handed to the pool and not started yet never start (a cancel
+        marked them already)."""
         with self._lock:
             self._closing = True
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=cancel_queued)
         self._warm.close()
 
     def _run(self, step: LocalStep) -> None:
@@ -115,8 +117,12 @@ class LocalBackend:
     def _run_attempts(self, step: LocalStep, started: str) -> None:
         console = self.console_dir / f"{step.task_name}.log"
         failure: Optional[str] = None
-        for _attempt in range(step.max_retries + 1):
-            failure = _failure(step, self._run_once(step, console, started))
+        for attempt in range(step.max_retries + 1):
+            returncode = self._run_once(step, console, started)
+            if returncode is None and attempt == 0:  # cancelled before it ever started
+                self._set(step.task_name, TaskStatus(State.CANCELLED, ended=utc_now()))
+                return
+            failure = _failure(step, returncode)
             if failure is None:
                 self._set(step.task_name, TaskStatus(State.SUCCEEDED, started, utc_now()))
                 return

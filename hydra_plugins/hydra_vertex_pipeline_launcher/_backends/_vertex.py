@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 from urllib.parse import quote
 
-import yaml
-
 from ..config import LauncherConfigError, VertexPipelineLauncherConf
 from ._base import (
     CancelOutcome,
@@ -28,6 +26,7 @@ from ._base import (
     State,
     TaskStatus,
 )
+from ._spec import read_spec
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ class VertexBackend:
         self._create_sent = True
 
     def _read_spec(self, spec_path: Path) -> Dict[str, Any]:
-        spec: Dict[str, Any] = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        spec = read_spec(spec_path)
         tasks = spec["root"]["dag"]["tasks"]
         # Vertex reports a task by its display name; the DAG key is accepted too, unless it is
         # also the pipeline's name, which the run's own (root) task detail carries.

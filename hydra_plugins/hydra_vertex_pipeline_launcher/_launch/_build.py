@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, cast
 
-from .._shared._overrides import encode_overrides
 from ..config import IN_STEP_ENV, LauncherConfigError, VertexPipelineLauncherConf
 from ._compose import ComposedJob
 from ._customjob import CustomJobSteps, machine_shape, run_wide
@@ -296,17 +295,16 @@ def job_inputs(
     job: ComposedJob, staged: StagedRun, settings: VertexPipelineLauncherConf
 ) -> Dict[str, str]:
     """The input constants of a job's task: the only per-job values of its step's command
-    (settings: the job's)."""
-    if staged.command is not None:
-        overrides = encode_overrides(staged.command.job_overrides[job.num])
-        return {"job_num": str(job.num), "overrides": overrides}
+    (settings: the job's). Its number and the digest of what was staged for it (its payload, or
+    in command mode its overrides), whatever their size: the spec grows by a few hundred bytes
+    a job."""
     return {"job_num": str(job.num), "job_digest": staged.job_digests[job.num]}
 
 
 def _custom_job_steps(
     component: Any, settings: VertexPipelineLauncherConf, jobs: List[ComposedJob]
 ) -> CustomJobSteps:
-    job_name = str(jobs[0].sweep_config.hydra.job.name) if jobs else ""
+    job_name = jobs[0].job_name if jobs else ""
     return CustomJobSteps(component, run_wide(settings, job_name))
 
 
@@ -343,12 +341,12 @@ def _job_component(
         _refuse_placeholders(app_command)
 
         @dsl.container_component
-        def hydra_command_job(job_num: str, overrides: str) -> dsl.ContainerSpec:
+        def hydra_command_job(job_num: str, job_digest: str) -> dsl.ContainerSpec:
             return dsl.ContainerSpec(
                 image=image,
                 command=command,
                 args=[*fixed_args, "--execution", "command", "--job", job_num,
-                      "--overrides", overrides, *app_command],
+                      "--job-digest", job_digest, *app_command],
             )  # fmt: skip
 
         return hydra_command_job

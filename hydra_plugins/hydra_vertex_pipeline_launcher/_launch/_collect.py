@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -171,7 +170,7 @@ def job_return(job: ComposedJob, collected: Collected, local_cwd: str) -> Tuple[
     outcome: FAILED, saying why, when its value or exception cannot be loaded here."""
     result = collected.result
     if result is None:
-        returned = composed_return(job, local_cwd, ran_in_output_dir=_chdir(job.sweep_config))
+        returned = composed_return(job, local_cwd, ran_in_output_dir=job.chdir)
         returned.status = JobStatus.FAILED
         returned.return_value = PipelineTaskError(collected.outcome.error)
         return returned, collected.outcome
@@ -232,24 +231,63 @@ def composed_return(job: ComposedJob, local_cwd: str, ran_in_output_dir: bool) -
     """The JobReturn Hydra's run_job gives for this job on this machine, but for its outcome.
 
     As run_job: `hydra.runtime.output_dir` is the absolute output dir, and `working_dir` the
-    output dir as joined (often relative) when the job ran there, else the launch dir.
+    output dir as joined (often relative) when the job ran there, else the launch dir. Its
+    configs are built when first read (_ConfigsOnRead): a sweep's returns hold a few KiB a job.
     """
-    config = copy.deepcopy(job.sweep_config)
-    output_dir = job_output_path(config, job.dir_keys)
-    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
-    hydra_cfg = OmegaConf.masked_copy(config, "hydra")
-    with read_write(config), open_dict(config):
-        del config["hydra"]
-    return JobReturn(
+    output_dir = job_output_path(job.sweep_config, job.dir_keys)
+    return _ConfigsOnRead(
+        job,
         overrides=list(job.overrides),
-        cfg=config,
-        hydra_cfg=hydra_cfg,
         working_dir=output_dir if ran_in_output_dir else local_cwd,
-        task_name=str(job.sweep_config.hydra.job.name),
+        task_name=job.job_name,
     )
 
 
-def _chdir(sweep_config: DictConfig) -> bool:
-    """Whether run_job changes into the output dir: hydra.job.chdir, unset meaning no."""
-    return bool(OmegaConf.select(sweep_config, "hydra.job.chdir"))
+class _ConfigsOnRead(JobReturn):
+    """A JobReturn whose cfg and hydra_cfg are made from the job's kept config when first read
+    (then kept): until the sweeper looks at them, they cost nothing."""
+
+    def __init__(self, job: ComposedJob, **fields: Any) -> None:
+        self._job: Optional[ComposedJob] = job
+        self._cfg: Optional[DictConfig] = None
+        self._hydra_cfg: Optional[DictConfig] = None
+        super().__init__(**fields)
+
+    @property  # type: ignore[override]
+    def cfg(self) -> Optional[DictConfig]:
+        self._build()
+        return self._cfg
+
+    @cfg.setter
+    def cfg(self, value: Optional[DictConfig]) -> None:
+        self._set_configs(cfg=value)
+
+    @property  # type: ignore[override]
+    def hydra_cfg(self) -> Optional[DictConfig]:
+        self._build()
+        return self._hydra_cfg
+
+    @hydra_cfg.setter
+    def hydra_cfg(self, value: Optional[DictConfig]) -> None:
+        self._set_configs(hydra_cfg=value)
+
+    def _set_configs(self, **values: Optional[DictConfig]) -> None:
+        """A value set by hand (JobReturn's __init__ sets None) wins over the built one."""
+        if all(value is None for value in values.values()):
+            return
+        self._build()
+        for name, value in values.items():
+            setattr(self, f"_{name}", value)
+
+    def _build(self) -> None:
+        if self._job is None:
+            return
+        job, self._job = self._job, None
+        config = job.sweep_config
+        output_dir = job_output_path(config, job.dir_keys)
+        with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+            config.hydra.runtime.output_dir = os.path.abspath(output_dir)
+        self._hydra_cfg = OmegaConf.masked_copy(config, "hydra")
+        with read_write(config), open_dict(config):
+            del config["hydra"]
+        self._cfg = config

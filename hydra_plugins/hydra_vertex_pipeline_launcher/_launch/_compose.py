@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import astuple, dataclass
+import pickle
+import zlib
+from dataclasses import astuple
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.config_repository import CachingConfigRepository, IConfigRepository
@@ -23,18 +25,56 @@ from omegaconf.errors import InterpolationResolutionError
 from .._shared._job_dirs import RUN_DIR_KEYS, SWEEP_DIR_KEYS, DirKeys, job_output_dir
 from .._shared._overrides import task_overrides
 
-DISPLAY_NAME_LIMIT = 128
+# A task's display name in the Vertex console: long enough to tell jobs apart at a glance,
+# short enough that a job adds at most ~500 bytes to the spec whatever its overrides.
+DISPLAY_NAME_LIMIT = 72
 
 
-@dataclass(frozen=True)
 class ComposedJob:
-    num: int
-    overrides: List[str]
-    sweep_config: DictConfig
-    # Where Hydra's basic launcher would put this job's outputs.
-    local_dir: Path
-    display_name: str
-    dir_keys: DirKeys = SWEEP_DIR_KEYS
+    """A job as composed here. Its config is kept pickled and compressed (~3 KiB, where the
+    config itself takes ~100 KiB): a launch of thousands of jobs holds no config but the one it
+    works on. Each read of sweep_config is a fresh copy: a reader that needs it several times
+    (or changes it) reads it once."""
+
+    def __init__(
+        self,
+        num: int,
+        overrides: List[str],
+        sweep_config: DictConfig,
+        local_dir: Path,
+        display_name: str,
+        dir_keys: DirKeys = SWEEP_DIR_KEYS,
+    ) -> None:
+        self.num = num
+        self.overrides = overrides
+        # Where Hydra's basic launcher would put this job's outputs.
+        self.local_dir = local_dir
+        self.display_name = display_name
+        self.dir_keys = dir_keys
+        self.job_name = str(OmegaConf.select(sweep_config, "hydra.job.name"))
+        # Whether run_job changes into the output dir: hydra.job.chdir, unset meaning no.
+        self.chdir = bool(OmegaConf.select(sweep_config, "hydra.job.chdir"))
+        self._config: Union[bytes, DictConfig] = _packed(sweep_config)
+
+    @property
+    def sweep_config(self) -> DictConfig:
+        return _unpacked(self._config)
+
+
+def _packed(config: DictConfig) -> Union[bytes, DictConfig]:
+    """The config pickled and compressed; itself where it does not pickle (kept as it is)."""
+    try:
+        return zlib.compress(pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    except Exception:  # noqa: BLE001 - e.g. a value of a class defined inside a function
+        return config
+
+
+def _unpacked(packed: Union[bytes, DictConfig]) -> DictConfig:
+    """A fresh copy of what _packed kept."""
+    if isinstance(packed, bytes):
+        config: DictConfig = pickle.loads(zlib.decompress(packed))
+        return config
+    return copy.deepcopy(packed)
 
 
 def compose(
@@ -90,8 +130,9 @@ class _LaunchConfigLoader(ConfigLoaderImpl):
         self._repositories: Dict[Tuple[Optional[str], Tuple[str, ...]], CachingConfigRepository]
         self._repositories = {}
         self._merged: Dict[Tuple[object, ...], DictConfig] = {}
-        # What the sweeper composed to check a batch, by overrides, until its launch takes it.
-        self._checked: Dict[Tuple[str, ...], Tuple[DictConfig, DictConfig]] = {}
+        # What the sweeper composed to check a batch, by overrides, until its launch takes it:
+        # packed, as a batch of thousands of configs would take gigabytes.
+        self._checked: Dict[Tuple[str, ...], Tuple[DictConfig, Union[bytes, DictConfig]]] = {}
 
     def __reduce__(self) -> Tuple[Any, ...]:
         # Pickled (as part of the steps' Hydra context) as the loader it stands for, no caches.
@@ -102,14 +143,14 @@ class _LaunchConfigLoader(ConfigLoaderImpl):
     ) -> DictConfig:
         composed = super().load_sweep_config(master_config, sweep_overrides)
         # The sweeper drops what it composed to check a batch: the batch's launch takes it.
-        self._checked[tuple(sweep_overrides)] = (master_config, composed)
+        self._checked[tuple(sweep_overrides)] = (master_config, _packed(composed))
         return composed
 
     def sweep_config(self, master_config: DictConfig, overrides: List[str]) -> DictConfig:
         """The job's config: the one composed to check its batch, else composed now."""
         checked = self._checked.pop(tuple(overrides), None)
         if checked is not None and checked[0] is master_config:
-            return checked[1]
+            return _unpacked(checked[1])
         return super().load_sweep_config(master_config, overrides)
 
     def forget_checked(self) -> None:

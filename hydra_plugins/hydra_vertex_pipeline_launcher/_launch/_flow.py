@@ -22,7 +22,7 @@ from hydra.core.utils import (
     setup_globals,
 )
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .._backends._base import (
     CancelOutcome,
@@ -172,6 +172,7 @@ def _run_pipeline(
 
             end_dry_run(settings, run, jobs, job_settings, staged, task_jobs)
         upload(storage, staged)
+        staged.blobs.clear()  # uploaded: not held while the run is watched (KiB a job)
         by_num = {job.num: job for job in jobs}
         watched = [_watched(by_num[num], task) for task, num in task_jobs.items()]
         local_cwd = str(request.config.hydra.runtime.cwd)
@@ -191,7 +192,7 @@ def _watched(job: ComposedJob, task_name: str) -> WatchedJob:
         task_name=task_name,
         display_name=job.display_name,
         local_dir=job.local_dir,
-        log_name=f"{job.sweep_config.hydra.job.name}.log",
+        log_name=f"{job.job_name}.log",
         overrides=tuple(job.overrides),
     )
 
@@ -361,8 +362,7 @@ def _detached(
     )
     returns = {}
     for num, job in by_num.items():
-        chdir = bool(OmegaConf.select(job.sweep_config, "hydra.job.chdir"))
-        returned = composed_return(job, local_cwd, ran_in_output_dir=chdir)
+        returned = composed_return(job, local_cwd, ran_in_output_dir=job.chdir)
         returned.status = JobStatus.COMPLETED
         returned.return_value = Detached(record.run_id, command)
         returns[num] = returned

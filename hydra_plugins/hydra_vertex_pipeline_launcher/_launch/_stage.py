@@ -21,6 +21,7 @@ from omegaconf._utils import OmegaConfDumper
 from .._shared import _layout, _payload
 from .._shared._app_main import MainScript, dumps_by_reference, dumps_by_value, launching_main
 from .._shared._hydra_state import plain_plugin_nodes
+from .._shared._overrides import staged_overrides
 from .._shared._storage import Storage
 from ..config import LauncherConfigError
 from ._code import gather
@@ -73,21 +74,27 @@ def pack(
         blobs[_layout.APP_CODE] = gathered[1]
     job_digests: Dict[int, str] = {}
     for job in jobs:
-        plain_plugin_nodes(job.sweep_config)
-        job_parts = {"sweep_config": job.sweep_config, "dir_keys": job.dir_keys}
+        config = job.sweep_config
+        plain_plugin_nodes(config)
+        job_parts = {"sweep_config": config, "dir_keys": job.dir_keys}
         payload = _payload.dumps(_both_ways(job_parts, main))
         job_digests[job.num] = sha256(payload)
         blobs[_layout.job_payload(job.num)] = payload
-        blobs.update(_readable_configs(job))
+        blobs.update(_readable_configs(job, config))
     return StagedRun(shared_digest=sha256(shared), job_digests=job_digests, blobs=blobs)
 
 
 def stage_readable(jobs: List[ComposedJob], command: CommandPlan) -> StagedRun:
-    """Command mode: each step runs the app's own command, so only the readable configs go."""
+    """Command mode: each step runs the app's own command, so only the readable configs go, and
+    each job's override arguments (which may be long: the spec carries only their digest)."""
     blobs: Dict[str, bytes] = {}
+    job_digests: Dict[int, str] = {}
     for job in jobs:
-        blobs.update(_readable_configs(job))
-    return StagedRun(shared_digest="", job_digests={}, blobs=blobs, command=command)
+        overrides = staged_overrides(command.job_overrides[job.num])
+        job_digests[job.num] = sha256(overrides)
+        blobs[_layout.job_command_overrides(job.num)] = overrides
+        blobs.update(_readable_configs(job, job.sweep_config))
+    return StagedRun(shared_digest="", job_digests=job_digests, blobs=blobs, command=command)
 
 
 def _both_ways(parts: Dict[str, Any], main: Optional[MainScript]) -> Dict[str, Optional[bytes]]:
@@ -180,11 +187,12 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _readable_configs(job: ComposedJob) -> Dict[str, bytes]:
+def _readable_configs(job: ComposedJob, config: DictConfig) -> Dict[str, bytes]:
+    """config: the job's sweep config, read once."""
     prefix = _layout.job_prefix(job.num)
-    hydra_node = OmegaConf.to_container(job.sweep_config.hydra, enum_to_str=True)
+    hydra_node = OmegaConf.to_container(config.hydra, enum_to_str=True)
     return {
-        f"{prefix}/config.yaml": _task_config_yaml(job.sweep_config).encode(),
+        f"{prefix}/config.yaml": _task_config_yaml(config).encode(),
         f"{prefix}/overrides.yaml": to_yaml(list(job.overrides)).encode(),
         f"{prefix}/hydra.yaml": to_yaml(hydra_node).encode(),
     }

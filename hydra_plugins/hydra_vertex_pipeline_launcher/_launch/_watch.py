@@ -167,11 +167,15 @@ class Watcher:
             raise_pending()
 
     def settle(self) -> None:
-        """After a cancel: one more read, so that jobs that ended meanwhile keep their outcome."""
+        """After a cancel: one more read, so that jobs that ended meanwhile keep their outcome.
+        Tasks the cancel ended before they started are left to mark_interrupted, not collected
+        one by one (they have nothing to hand back): thousands of them are marked in seconds.
+        One that had started is collected: it may have handed back its result as it was
+        stopped."""
         try:
             status = self.backend.read_status()
             self.run_state = status.state
-            self._apply(status)
+            self._apply(status, collect_unstarted=False)
         except Exception as e:  # noqa: BLE001 - the cancel went out; the rest is bookkeeping
             log.warning(f"Could not read {self._run_id} after cancelling it: {e!r}")
 
@@ -223,7 +227,7 @@ class Watcher:
         self.run_state = status.state
         return status
 
-    def _apply(self, status: RunStatus) -> bool:
+    def _apply(self, status: RunStatus, collect_unstarted: bool = True) -> bool:
         changed = False
         ended: List[Tuple[WatchedJob, TaskStatus]] = []
         for name, task in status.tasks.items():
@@ -232,6 +236,8 @@ class Watcher:
                 continue
             changed = True
             self.seen[name] = task
+            if task.state is State.CANCELLED and task.started is None and not collect_unstarted:
+                continue
             if task.state.terminal:
                 ended.append((job, task))
             else:

@@ -26,6 +26,11 @@ def job_payload(num: int) -> str:
     return f"{job_prefix(num)}/payload.pkl"
 
 
+def job_command_overrides(num: int) -> str:
+    """execution=command: the job's override arguments, as the launcher staged them."""
+    return f"{job_prefix(num)}/command_overrides.json"
+
+
 def job_output(num: int) -> str:
     return f"{job_prefix(num)}/output"
 

@@ -1,27 +1,24 @@
-"""A job's overrides as Hydra records them, and a command-mode job's overrides as one task
-input: encoded by the launcher's build, decoded by the step."""
+"""A job's overrides as Hydra records them, and a command-mode job's overrides as the launcher
+stages them (one JSON file per job, its digest in the job's task) and the step reads them."""
 
 from __future__ import annotations
 
 import json
 from typing import List
-from urllib.parse import quote, unquote
 
 from omegaconf import DictConfig, OmegaConf
 
-# Kept as they are in a job's overrides input; all else is percent-encoded: a CustomJob step's
-# launcher inserts the input raw into a JSON payload (quotes, backslashes, control characters),
-# and any renderer could read "{{$...}}" in a value as a placeholder.
-PLAIN_CHARS = "".join(c for c in map(chr, range(0x20, 0x7F)) if c not in '"%\\{}')
+
+def staged_overrides(overrides: List[str]) -> bytes:
+    """A command-mode job's override arguments as staged: a JSON list of strings, UTF-8."""
+    return json.dumps(overrides, ensure_ascii=False).encode("utf-8")
 
 
-def encode_overrides(overrides: List[str]) -> str:
-    """A job's overrides as one task input: a JSON list, percent-encoded where unsafe."""
-    return quote(json.dumps(overrides, ensure_ascii=False), safe=PLAIN_CHARS)
-
-
-def decode_overrides(encoded: str) -> List[str]:
-    overrides: List[str] = json.loads(unquote(encoded))
+def read_staged_overrides(data: bytes) -> List[str]:
+    """What staged_overrides wrote (its digest checked by the caller): a list of strings."""
+    overrides = json.loads(data.decode("utf-8"))
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ValueError("the staged overrides are not a JSON list of strings")
     return overrides
 
 

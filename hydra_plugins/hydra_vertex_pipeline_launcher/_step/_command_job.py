@@ -27,7 +27,8 @@ from hydra.core.utils import JobStatus
 
 from .._shared import _layout
 from .._shared._faults import JobExited
-from .._shared._overrides import decode_overrides
+from .._shared._overrides import read_staged_overrides
+from .._shared._payload import read_checked
 from .._shared._process_tree import PARENT_PID_ENV, become_subreaper, reap_children, stop_tree
 from .._shared._storage import Storage
 from ._command_callback import HANDBACK_DIR_ENV, RESULT_FILE, STACK_DUMP_SIGNAL, STARTED_FILE
@@ -72,7 +73,7 @@ class CommandJob:
         self.storage = storage
         self.args = args
         self.command = runnable(command)
-        self.argv = [*self.command, *decode_overrides(args.overrides)]
+        self.argv = list(self.command)
         self.hand_back = hand_back
         self.handback_dir = Path(tempfile.mkdtemp(prefix="hydra-vertex-step-"))
         self.stderr = StderrTail()
@@ -82,6 +83,7 @@ class CommandJob:
         self._halted = False
 
     def run(self) -> StepOutcome:
+        self.argv = [*self.command, *self._staged_overrides()]
         live_log = _layout.job_live_log(self.args.job)
         # What the job leaves running stays below this process, where it can be stopped.
         become_subreaper()
@@ -97,6 +99,11 @@ class CommandJob:
             return dataclasses.replace(self._outcome(returncode), warnings=stray)
         finally:
             shutil.rmtree(self.handback_dir, ignore_errors=True)
+
+    def _staged_overrides(self) -> List[str]:
+        """The job's overrides, only as the launcher staged them (their digest is the task's)."""
+        name = _layout.job_command_overrides(self.args.job)
+        return read_staged_overrides(read_checked(self.storage, name, self.args.job_digest))
 
     def _stray_files(self, watched: Optional[Snapshot], working_dir: Path) -> Tuple[str, ...]:
         """The files the job wrote in the container's working dir, outside its output dir,

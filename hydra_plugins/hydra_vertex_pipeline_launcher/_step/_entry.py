@@ -2,8 +2,8 @@
 
 `python -m hydra_plugins.hydra_vertex_pipeline_launcher._step._entry` in the container, in one of
 two modes (--execution): `payload` fetches and checks the job's pickled payload and runs its task
-here; `command` runs the app's own command (after `--`) with the job's overrides (--overrides,
-see _command.encode_overrides). Either way the step hands back the job's output dir and result
+here; `command` runs the app's own command (after `--`) with the job's overrides, as staged (their
+digest in --job-digest). Either way the step hands back the job's output dir and result
 through the staging root, also when the task raised or exited, and when it ran past its time
 limit (--timeout), and exits non-zero when the job failed.
 """
@@ -77,8 +77,9 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--job", type=int, required=True)
     parser.add_argument("--execution", choices=EXECUTION_MODES, default="payload")
     parser.add_argument("--shared-digest", help="payload: the run's shared payload's SHA-256")
-    parser.add_argument("--job-digest", help="payload: the job's payload's SHA-256")
-    parser.add_argument("--overrides", help="command: the job's overrides (encode_overrides)")
+    parser.add_argument(
+        "--job-digest", help="the SHA-256 of the job's payload (command: its staged overrides)"
+    )
     parser.add_argument(
         "--watch-working-dir",
         action="store_true",
@@ -99,8 +100,8 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.execution == "payload" and not (args.shared_digest and args.job_digest):
         parser.error("payload mode needs --shared-digest and --job-digest")
-    if args.execution == "command" and args.overrides is None:
-        parser.error("command mode needs --overrides")
+    if args.execution == "command" and not args.job_digest:
+        parser.error("command mode needs --job-digest")
     return args
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 import os
 import signal
@@ -35,10 +34,6 @@ from ._handback import HandBack, StepOutcome, same_dir, streaming_log
 from ._stray_files import snapshot, stray_warning
 
 log = logging.getLogger(__name__)
-
-
-class PayloadDigestMismatch(RuntimeError):
-    pass
 
 
 class PayloadJob:
@@ -227,15 +222,7 @@ def _check_python(launcher_python: Optional[str]) -> None:
 
 def _load_checked(storage: Storage, name: str, digest: str) -> Dict[str, Any]:
     """Unpickles only what the launcher staged: its digest came in the step's arguments."""
-    data = storage.read(name)
-    if data is None:
-        raise FileNotFoundError(f"{storage.uri(name)} is missing")
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != digest:
-        raise PayloadDigestMismatch(
-            f"{storage.uri(name)} has digest {actual}, the launcher staged {digest}: refusing it"
-        )
-    return _payload.loads(data)
+    return _payload.loads(_payload.read_checked(storage, name, digest))
 
 
 def _map_paths_into_container(sweep_config: DictConfig, dir_key: str) -> None:
