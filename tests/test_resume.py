@@ -52,7 +52,9 @@ def test_resume_runs_only_the_job_that_failed(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
 
     first_run, new_run = _runs(sweep)
-    assert _task_names(new_run) == ["#1 +x=2 +fail_x=2 " + f"+fixed={fixed}"]
+    # A display name is cut at 72 characters: the job is told by its number and first overrides.
+    (only_task,) = _task_names(new_run)
+    assert only_task.startswith("#1 +x=2 +fail_x=2 +fixed=")
     assert len(_task_names(first_run)) == 3
     for num, files in kept.items():
         assert _snapshot(sweep / num) == files, f"job {num} was touched"

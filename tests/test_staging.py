@@ -62,7 +62,7 @@ def test_readable_configs_read_as_omegaconf_writes_them() -> None:
     overrides = ["x=1", "+name='quoted value'", "lr=1e-3"]
     job = ComposedJob(3, overrides, sweep_config, Path("/tmp/job"), "#3 x=1")
 
-    staged = _readable_configs(job)
+    staged = _readable_configs(job, job.sweep_config)
 
     assert staged["jobs/3/config.yaml"].decode() == OmegaConf.to_yaml(task)
     assert staged["jobs/3/hydra.yaml"].decode() == OmegaConf.to_yaml(sweep_config.hydra)
