@@ -367,8 +367,17 @@ def cloud_logging(job: str) -> str:
     parts = job.split("/")  # projects/<project>/locations/<location>/customJobs/<id>
     project, job_id = parts[1], parts[-1]
     query = LOGS_FILTER.format(job_id=job_id)
-    url = LOGS_URL.format(query=quote(query, safe=""), project=project)
+    before, after = _quoted_logs_filter()
+    url = LOGS_URL.format(query=before + quote(job_id, safe="") + after, project=project)
     return f"Cloud Logging: gcloud logging read '{query}' --project={project} --order=asc, or {url}"
+
+
+@functools.lru_cache(maxsize=None)
+def _quoted_logs_filter() -> Tuple[str, str]:
+    """LOGS_FILTER URL-quoted, before and after the job id: quoting it whole for each of
+    thousands of ended tasks was a third of a status read's conversion."""
+    before, after = LOGS_FILTER.split("{job_id}")
+    return quote(before, safe=""), quote(after, safe="")
 
 
 @functools.lru_cache(maxsize=None)
