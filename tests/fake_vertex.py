@@ -33,6 +33,10 @@ at STORAGE_EMULATOR_HOST, when the root is a gs:// one), as gcsfuse stores it (a
 ``<name>/`` per folder), at the URI taskDetails[].outputs reports:
 ``<gcsOutputDirectory>/<project>/<job id>/<task key>_<task id>/<name>``.
 Tasks are started in natural DAG-key order.
+
+A request's ``X-Goog-FieldMask`` header (Google's response field mask) is honoured as Google's
+front end honours it: only the named fields are answered (``fake.field_masks`` records each
+request's), so a field the product reads but does not ask for is missing here as on Vertex.
 """
 
 from __future__ import annotations
