@@ -1,9 +1,12 @@
-"""Target 7: one status read of a 1000-task run, and turning it into job states.
+"""Targets 7 and 11: one status read of a run of many tasks, and turning it into job states.
 
 A local HTTP server answers the Vertex `get` with a PipelineJob as Vertex returns it (its
-pipeline spec echoed, every task's detail); the vertex backend reads it with aiplatform's
-REST client, as in a poll. Timed: the whole read (request, parsing, states), and turning the
-read PipelineJob into each job's state alone (`run_status`).
+pipeline spec echoed, every task's detail as Vertex writes it: its execution, its state
+history, its output artifact, the CustomJob that ran it), cut to the fields the request's
+X-Goog-FieldMask names as Google's front end cuts it (tests/fake_vertex.py's mask; the cut is
+made once per mask, outside the timing, as Vertex makes it on its side). The vertex backend
+reads it with aiplatform's REST client, as in a poll. Timed: the whole read (request, parsing,
+states), and turning the read PipelineJob into each job's state alone (`run_status`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import http.server
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +25,8 @@ import yaml
 
 STATES = ("SUCCEEDED", "RUNNING", "FAILED", "PENDING", "NOT_TRIGGERED", "CANCELLED")
 RUN_ID = "bench-20261126-100000-000000"
+HERE = Path(__file__).resolve().parent
+PROJECT_PATH = "projects/123456789/locations/europe-west4"
 
 
 def _spec(tasks: int) -> Dict[str, Any]:
@@ -35,33 +41,87 @@ def _spec(tasks: int) -> Dict[str, Any]:
     return {"pipelineInfo": {"name": "bench"}, "root": {"dag": {"tasks": dag}}}
 
 
-def _job_json(spec: Dict[str, Any]) -> bytes:
+def _job(spec: Dict[str, Any]) -> Dict[str, Any]:
     details: List[Dict[str, Any]] = [{"taskId": "1", "taskName": "bench", "state": "RUNNING"}]
     for n, task in enumerate(spec["root"]["dag"]["tasks"].values()):
-        detail = {
-            "taskId": str(n + 2),
-            "taskName": task["taskInfo"]["name"],
-            "state": STATES[n % len(STATES)],
-            "createTime": "2026-11-26T10:00:00Z",
-            "startTime": "2026-11-26T10:00:02.123456Z",
-        }
-        if detail["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            detail["endTime"] = "2026-11-26T10:03:04.5Z"
-        if detail["state"] == "FAILED":
-            detail["error"] = {"code": 9, "message": "The replica workerpool0-0 exited with 1."}
-        details.append(detail)
-    job = {
-        "name": f"projects/p/locations/europe-west4/pipelineJobs/{RUN_ID}",
+        details.append(_task_detail(n, task["taskInfo"]["name"], STATES[n % len(STATES)]))
+    return {
+        "name": f"{PROJECT_PATH}/pipelineJobs/{RUN_ID}",
+        "displayName": RUN_ID,
         "state": "PIPELINE_STATE_RUNNING",
+        "createTime": "2026-11-26T10:00:00.123Z",
         "pipelineSpec": spec,
+        "runtimeConfig": {"gcsOutputDirectory": f"gs://bucket/hydra/{RUN_ID}/pipeline_root"},
         "jobDetail": {"taskDetails": details},
     }
-    return json.dumps(job).encode()
 
 
-def _serve(body: bytes) -> http.server.ThreadingHTTPServer:
+def _task_detail(n: int, name: str, state: str) -> Dict[str, Any]:
+    """One task's detail with what Vertex reports of a container step."""
+    root = f"gs://bucket/hydra/{RUN_ID}/pipeline_root/123456789/{RUN_ID}"
+    detail: Dict[str, Any] = {
+        "taskId": str(n + 2),
+        "parentTaskId": "1",
+        "taskName": name,
+        "createTime": "2026-11-26T10:00:00.123456Z",
+        "startTime": "2026-11-26T10:00:02.123456Z",
+        "state": state,
+        "execution": {
+            "name": f"{PROJECT_PATH}/metadataStores/default/executions/{n}98732451",
+            "displayName": name,
+            "state": "RUNNING",
+            "schemaTitle": "system.ContainerExecution",
+            "schemaVersion": "0.0.1",
+            "metadata": {"input:job_num": n, "input:job_digest": f"{n:064x}"},
+            "createTime": "2026-11-26T10:00:00.123Z",
+            "updateTime": "2026-11-26T10:00:02.5Z",
+        },
+        "pipelineTaskStatus": [
+            {"updateTime": "2026-11-26T10:00:01Z", "state": "PENDING"},
+            {"updateTime": "2026-11-26T10:00:02Z", "state": "RUNNING"},
+        ],
+        "executorDetail": {
+            "containerDetail": {"mainJob": f"{PROJECT_PATH}/customJobs/{n}123456789"}
+        },
+        "outputs": {
+            "hydra_run_dir": {
+                "artifacts": [
+                    {
+                        "name": f"{PROJECT_PATH}/metadataStores/default/artifacts/{n}7654321",
+                        "displayName": "hydra_run_dir",
+                        "uri": f"{root}/task-{n}_{n + 2}/hydra_run_dir",
+                        "state": "LIVE",
+                        "schemaTitle": "system.Artifact",
+                        "schemaVersion": "0.0.1",
+                        "createTime": "2026-11-26T10:00:00.123Z",
+                        "updateTime": "2026-11-26T10:00:00.123Z",
+                        "metadata": {},
+                    }
+                ]
+            }
+        },
+    }
+    if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        detail["endTime"] = "2026-11-26T10:03:04.5Z"
+    if state == "FAILED":
+        detail["error"] = {"code": 9, "message": "The replica workerpool0-0 exited with 1."}
+    return detail
+
+
+def _serve(job: Dict[str, Any]) -> http.server.ThreadingHTTPServer:
+    """Answers every GET with job, cut to the request's field mask (each cut made once)."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from fake_vertex import masked, parse_field_mask
+
+    answers: Dict[Any, bytes] = {}
+
     class Answer(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            mask = self.headers.get("X-Goog-FieldMask")
+            if mask not in answers:
+                cut = job if mask is None else masked(job, parse_field_mask(mask))
+                answers[mask] = json.dumps(cut).encode()
+            body = answers[mask]
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -88,13 +148,14 @@ def _median_seconds(action: Callable[[], Any], runs: int) -> float:
 def measure(tasks: int = 1000, runs: int = 7) -> dict:
     from hydra_plugins.hydra_vertex_pipeline_launcher._backends._base import RunContext
     from hydra_plugins.hydra_vertex_pipeline_launcher._backends._vertex import (
+        STATUS_FIELDS,
         VertexBackend,
         run_status,
     )
     from hydra_plugins.hydra_vertex_pipeline_launcher.config import settings_from
 
     spec = _spec(tasks)
-    server = _serve(_job_json(spec))
+    server = _serve(_job(spec))
     host, port = server.server_address[:2]
     settings = settings_from(
         {
@@ -112,15 +173,36 @@ def measure(tasks: int = 1000, runs: int = 7) -> dict:
         backend = VertexBackend(settings, run)
         backend.reattach(run.spec_path)
         try:
-            status = backend.read_status()
-            assert len(status.tasks) == tasks, len(status.tasks)
+            _check(backend.read_status(), tasks)
             read = _median_seconds(backend.read_status, runs)
-            job = backend._client.get_pipeline_job(name=backend.resource_name)
+            mask = [("x-goog-fieldmask", STATUS_FIELDS)]
+            job = backend._client.get_pipeline_job(name=backend.resource_name, metadata=mask)
             convert = _median_seconds(lambda: run_status(job, backend._task_keys), runs)
+            whole = _median_seconds(
+                lambda: run_status(
+                    backend._client.get_pipeline_job(name=backend.resource_name),
+                    backend._task_keys,
+                ),
+                runs,
+            )
         finally:
             backend.close()
             server.shutdown()
-    return {"tasks": tasks, "read_seconds": read, "states_seconds": convert, "runs": runs}
+    return {
+        "tasks": tasks,
+        "read_seconds": read,
+        "states_seconds": convert,
+        "unmasked_read_seconds": whole,
+        "runs": runs,
+    }
+
+
+def _check(status: Any, tasks: int) -> None:
+    """What the read must still give with the field mask: each task, an ended one's artifact
+    and console output."""
+    assert len(status.tasks) == tasks, len(status.tasks)
+    ended = [task for task in status.tasks.values() if task.state.terminal]
+    assert ended and all(task.artifacts and task.logs for task in ended), ended[:1]
 
 
 if __name__ == "__main__":

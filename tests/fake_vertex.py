@@ -33,6 +33,10 @@ at STORAGE_EMULATOR_HOST, when the root is a gs:// one), as gcsfuse stores it (a
 ``<name>/`` per folder), at the URI taskDetails[].outputs reports:
 ``<gcsOutputDirectory>/<project>/<job id>/<task key>_<task id>/<name>``.
 Tasks are started in natural DAG-key order.
+
+A request's ``X-Goog-FieldMask`` header (Google's response field mask) is honoured as Google's
+front end honours it: only the named fields are answered (``fake.field_masks`` records each
+request's), so a field the product reads but does not ask for is missing here as on Vertex.
 """
 
 from __future__ import annotations
@@ -148,6 +152,9 @@ _ECHOED_FIELDS = (
     "templateUri",
 )
 _KINDS = ("create", "get", "cancel")
+# Google's response field mask (system parameter `fields` / header X-Goog-FieldMask): paths
+# separated by commas, sub-fields after "." or "/" or inside parentheses, "*" for all.
+_MASK_TOKEN_RE = re.compile(r"\s*([(),./]|[^(),./\s]+)")
 
 
 def now_rfc3339() -> str:
@@ -494,6 +501,8 @@ class FakeVertex:
         self.env = dict(env or {})
         self.max_parallel = max(1, max_parallel)
         self.requests: collections.Counter[str] = collections.Counter()
+        # The X-Goog-FieldMask each request carried (None: none), by request kind.
+        self.field_masks: dict[str, list[Optional[str]]] = collections.defaultdict(list)
         self.jobs: dict[str, JobRecord] = {}
         # Every CustomJob a CustomJob step created (its payload, plus "name" and "task").
         self.custom_jobs: list[dict[str, Any]] = []
@@ -676,8 +685,10 @@ class FakeVertex:
     def _dispatch(self, handler: _Handler, method: str) -> None:
         url = urlsplit(handler.path)
         kind, parts = _route(method, url.path)
+        mask = handler.headers.get("X-Goog-FieldMask")
         with self._cond:
             self.requests[kind] += 1
+            self.field_masks[kind].append(mask)
             injected = self._fail_next[kind].popleft() if self._fail_next.get(kind) else None
             stall = self._stalling
         if stall:
@@ -687,6 +698,8 @@ class FakeVertex:
             if injected is not None:
                 raise ApiError(injected, "injected")
             status, payload = self._handle(kind, parts, parse_qs(url.query), handler)
+            if mask is not None:
+                payload = masked(payload, parse_field_mask(mask))
         except ApiError as exc:
             status, payload = exc.status, exc.payload()
         if kind == "create" and status == 200:
@@ -1131,6 +1144,68 @@ def _replica_error(status: str, reason: str) -> str:
         f"The replica workerpool0-0 exited with a non-zero status of {status}. "
         f"Termination reason: {reason}."
     )
+
+
+def parse_field_mask(text: str) -> Optional[dict[str, Any]]:
+    """A response field mask -> {field: its own mask, or None for the whole field}; None: all.
+
+    "a(b,c),d.e" -> {"a": {"b": None, "c": None}, "d": {"e": None}}. Refused (400, as Google's
+    front end refuses it): empty names, unbalanced parentheses.
+    """
+    tree, rest = _mask_list(_MASK_TOKEN_RE.findall(text), text)
+    if rest:
+        raise ApiError(400, f"Invalid field mask {text!r}: unexpected {rest[0]!r}")
+    return tree
+
+
+def _mask_list(tokens: list[str], text: str) -> tuple[Optional[dict[str, Any]], list[str]]:
+    """Comma-separated paths from the start of tokens, and the tokens after them."""
+    tree: Optional[dict[str, Any]] = {}
+    while True:
+        path, tokens = _mask_path(tokens, text)
+        tree = _merged(tree, path)
+        if not tokens or tokens[0] != ",":
+            return tree, tokens
+        tokens = tokens[1:]
+
+
+def _mask_path(tokens: list[str], text: str) -> tuple[Optional[dict[str, Any]], list[str]]:
+    """One path (name, then "." name ..., then an optional "(...)") as a mask tree."""
+    if not tokens or tokens[0] in "(),./":
+        raise ApiError(400, f"Invalid field mask {text!r}: a field name is missing")
+    name, tokens = tokens[0], tokens[1:]
+    sub: Optional[dict[str, Any]] = None
+    if tokens and tokens[0] in "./":
+        sub, tokens = _mask_path(tokens[1:], text)
+    elif tokens and tokens[0] == "(":
+        sub, tokens = _mask_list(tokens[1:], text)
+        if not tokens or tokens[0] != ")":
+            raise ApiError(400, f"Invalid field mask {text!r}: unbalanced parentheses")
+        tokens = tokens[1:]
+    return (None if name == "*" else {name: sub}), tokens
+
+
+def _merged(
+    tree: Optional[dict[str, Any]], path: Optional[dict[str, Any]]
+) -> Optional[dict[str, Any]]:
+    """Two masks as one: a field named whole anywhere is kept whole."""
+    if tree is None or path is None:
+        return None
+    merged = dict(tree)
+    for name, sub in path.items():
+        merged[name] = _merged(merged[name], sub) if name in merged else sub
+    return merged
+
+
+def masked(payload: Any, mask: Optional[dict[str, Any]]) -> Any:
+    """payload with only the fields mask names; a list's mask applies to each of its items."""
+    if mask is None:
+        return payload
+    if isinstance(payload, list):
+        return [masked(item, mask) for item in payload]
+    if not isinstance(payload, dict):
+        return payload  # a scalar has no sub-fields to drop
+    return {name: masked(payload[name], sub) for name, sub in mask.items() if name in payload}
 
 
 def _put_optional(target: dict[str, Any], **values: Any) -> None:

@@ -341,8 +341,10 @@ def test_external_cancel_and_stop(
     assert {t.state for t in fake.jobs["left-running"].tasks.values()} == {"CANCELLED"}
 
 
-def http(fake: FakeVertex, method: str, path: str) -> tuple[int, Any]:
-    request = urllib.request.Request(fake.endpoint + path, method=method)
+def http(
+    fake: FakeVertex, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(fake.endpoint + path, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             return response.status, json.load(response)
@@ -374,6 +376,46 @@ def test_raw_rest_enum_encoding_and_unknown_routes(fake: FakeVertex, specs: dict
         {"error": {"code": 503, "message": "injected", "status": "UNAVAILABLE"}},
     )
     assert fake.requests == {"create": 1, "get": 3, "other": 2}
+
+
+def test_a_field_mask_answers_only_the_fields_it_names(
+    fake: FakeVertex, specs: dict[str, Any]
+) -> None:
+    fake.hold_tasks()
+    client = client_for(fake)
+    submit(client, specs["gated"], "masked")
+    name = job_name("masked")
+    full = client.get_pipeline_job(name=name)
+    mask = "state,jobDetail.taskDetails(taskName,state)"
+
+    job = client.get_pipeline_job(name=name, metadata=[("x-goog-fieldmask", mask)])
+
+    assert fake.field_masks["get"] == [None, mask]
+    assert job.state == full.state == State.PIPELINE_STATE_RUNNING
+    assert not (job.name or job.pipeline_spec or job.runtime_config or job.create_time)
+    named = [(task.task_name, task.state) for task in job.job_detail.task_details]
+    assert named == [(task.task_name, task.state) for task in full.job_detail.task_details]
+    assert not any(task.task_id or task.create_time for task in job.job_detail.task_details)
+    # The same mask spelled with dots, slashes and parentheses; a whole field and "*".
+    path = f"/v1/{name}"
+    answers = [
+        http(fake, "GET", path, {"X-Goog-FieldMask": spelled})[1]
+        for spelled in (
+            "jobDetail(taskDetails(taskName,state)),state",
+            "jobDetail/taskDetails.taskName,state,jobDetail.taskDetails.state",
+        )
+    ]
+    details = [{"taskName": task, "state": TaskState(state).name} for task, state in named]
+    expected = {"state": "PIPELINE_STATE_RUNNING", "jobDetail": {"taskDetails": details}}
+    assert answers[0] == answers[1] == expected
+    _, whole = http(fake, "GET", path, {"X-Goog-FieldMask": "jobDetail,name"})
+    assert (
+        set(whole) == {"jobDetail", "name"} and "createTime" in whole["jobDetail"]["taskDetails"][0]
+    )
+    _, everything = http(fake, "GET", path, {"X-Goog-FieldMask": "*"})
+    assert everything.keys() == http(fake, "GET", path)[1].keys() > {"pipelineSpec"}
+    with pytest.raises(exceptions.BadRequest, match="Invalid field mask"):
+        client.get_pipeline_job(name=name, metadata=[("x-goog-fieldmask", "state,jobDetail(")])
 
 
 def test_stall_after_create_answers_the_create_then_nothing(

@@ -14,6 +14,8 @@ from fake_vertex import FakeVertex
 from google.cloud import storage
 from vertexutil import IMAGE, LOCATION, PROJECT, only_job, sweep_args
 
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._vertex import STATUS_FIELDS
+
 
 def _run_with_held_tasks(
     fake: FakeVertex,
@@ -59,6 +61,9 @@ def test_a_sweep_comes_back_as_on_the_local_backend(
     )
     proc = run_app("flaky.py", args, tmp_path)
     assert proc.returncode == 0, proc.stderr
+    # Every status read named its fields, and got only those (the fake cuts its answers as
+    # Google's front end does): what the launcher collects below came through that cut.
+    assert set(fake_vertex.field_masks["get"]) == {STATUS_FIELDS}
 
     for num, x in ((0, 1), (1, 3)):
         job_dir = sweep / str(num)
@@ -116,6 +121,19 @@ def test_one_status_read_per_poll_for_the_whole_run(
     assert states.count("SUCCEEDED") == 49 and states[2] == "FAILED"
 
 
+def test_a_refused_field_mask_falls_back_to_whole_reads(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    fake_vertex.fail_next("get", status=400)
+    sweep = tmp_path / "multirun"
+    proc = run_app("flaky.py", sweep_args(fake_vertex, gcs_bucket, sweep, "+x=1,3"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Vertex refused the field mask of a status read" in proc.stderr + proc.stdout
+    masks = fake_vertex.field_masks["get"]
+    assert masks[0] == STATUS_FIELDS and len(masks) > 1 and set(masks[1:]) == {None}
+    assert [(sweep / str(n) / "artifact.txt").read_text() for n in (0, 1)] == ["x=1\n", "x=3\n"]
+
+
 def test_ctrl_c_cancels_the_run(fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
     launcher = start_app(
@@ -162,8 +180,9 @@ def test_a_killed_task_fails_its_job_only(
     assert "killed" in output and f"pipelines/runs/{job_id}" in output
     status = read_json(sweep / "1" / "vertex_status.json")
     assert status["state"] == "FAILED" and "killed" in status["error"]
-    console_url = read_json(sweep / "vertex_pipeline" / job_id / "run.json")["console_url"]
-    assert console_url in status["error"], "the job's own error says where to look"
+    run = read_json(sweep / "vertex_pipeline" / job_id / "run.json")
+    assert run["console_url"] in status["error"], "the job's own error says where to look"
+    assert "The DAG failed because some tasks failed" in run["error"], "the run's, from Vertex"
     for num, x in ((0, 1), (2, 4)):
         assert (sweep / str(num) / "artifact.txt").read_text() == f"x={x}\n"
         assert read_json(sweep / str(num) / "vertex_status.json")["state"] == "SUCCEEDED"
