@@ -7,6 +7,8 @@ read the spec as Vertex, the local backend and kfp read it.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -190,3 +192,41 @@ def test_custom_job_shapes_each_wrap_their_machine(tmp_path: Path) -> None:
         assert _constants(task)["job_num"] == str(num)
         if num >= 2:
             assert task["dependentTasks"] == [f"hydra-job-{num - 2}"]
+
+
+# A fresh interpreter: this one imported kfp in full (kfp.components, above).
+BUILD_IN_FRESH_PROCESS = """
+import os, sys
+from pathlib import Path
+from omegaconf import OmegaConf
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._build import build_pipeline
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._compose import ComposedJob
+from hydra_plugins.hydra_vertex_pipeline_launcher._launch._stage import StagedRun
+from hydra_plugins.hydra_vertex_pipeline_launcher.config import settings_from
+
+config = OmegaConf.create({"hydra": {"job": {"name": "sweep"}}})
+jobs = [ComposedJob(num, [f"x={num}"], config, Path(f"/out/{num}"), f"#{num}") for num in range(3)]
+staged = StagedRun("f" * 64, {job.num: f"{job.num:064x}" for job in jobs}, {})
+settings = settings_from({"image": "img:1"})
+spec_path = Path(sys.argv[1])
+per_job = {job.num: settings for job in jobs}
+build_pipeline(settings, "sweep", "gs://b/r", jobs, staged, spec_path, per_job)
+print("client imported by the build:", "kubernetes" in sys.modules or "kfp.client" in sys.modules)
+print("env left:", "_KFP_RUNTIME" in os.environ)
+from kfp import Client
+import kfp
+print("later:", Client.__name__, kfp.components.__name__, kfp.dsl.__name__)
+"""
+
+
+def test_the_build_leaves_kfps_api_client_unimported_until_used(tmp_path: Path) -> None:
+    """kfp's API client (kubernetes & co.) was most of the launcher's peak memory."""
+    spec_path = tmp_path / "pipeline.yaml"
+    command = [sys.executable, "-c", BUILD_IN_FRESH_PROCESS, str(spec_path)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "client imported by the build: False",
+        "env left: False",
+        "later: Client kfp.components kfp.dsl",
+    ]
+    assert len(yaml.safe_load(spec_path.read_text())["root"]["dag"]["tasks"]) == 3

@@ -13,7 +13,9 @@ import copy
 import dataclasses
 import functools
 import gc
+import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, cast
@@ -32,6 +34,8 @@ TASK_PREFIX = "hydra-job"
 CUSTOM_JOB_NAME_LIMIT = 128
 # Shapes compiled by one kfp pipeline: kfp's compile time grows with the square of its tasks.
 SHAPES_PER_COMPILE = 50
+# Set to "true", kfp's package skips importing its API client (kfp's own step containers set it).
+KFP_RUNTIME_ENV = "_KFP_RUNTIME"
 
 Task = Dict[str, Any]  # one task of the compiled spec's DAG, as its YAML holds it
 # A shape's task names in the pipeline kfp compiled: its task alone, and the one after it.
@@ -96,6 +100,7 @@ def build_pipeline(
     settings: the run's; job_settings: each job's, which shape its step; result_key: the key
     its steps seal their results with (in the spec, never in the staging root).
     """
+    _import_kfp_without_client()
     component = _job_component(settings, run_root_uri, staged, result_key)
     steps = _Steps(
         component=component,
@@ -118,6 +123,34 @@ def build_pipeline(
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     _write_spec(spec, spec_path)
     return {key: job.num for key, job in zip(keys, jobs)}
+
+
+def _import_kfp_without_client() -> None:
+    """Imports kfp's package without its API client (kubernetes, kfp_server_api, requests: some
+    1200 modules, ~50 MiB of the launcher's peak memory), which building never uses; kfp.dsl and
+    the compiler are imported in full. `kfp.Client` still works in this process: imported on
+    first use."""
+    if "kfp" in sys.modules:
+        return
+    saved = os.environ.get(KFP_RUNTIME_ENV)
+    os.environ[KFP_RUNTIME_ENV] = "true"
+    try:
+        kfp = importlib.import_module("kfp")
+    finally:
+        if saved is None:
+            del os.environ[KFP_RUNTIME_ENV]
+        else:
+            os.environ[KFP_RUNTIME_ENV] = saved
+    kfp.__getattr__ = _kfp_client_on_first_use  # type: ignore[attr-defined]
+
+
+def _kfp_client_on_first_use(name: str) -> Any:
+    """What kfp's package would have imported itself (PEP 562 module __getattr__)."""
+    if name == "Client":
+        return importlib.import_module("kfp.client").Client
+    if name in ("components", "dsl"):
+        return importlib.import_module(f"kfp.{name}")
+    raise AttributeError(f"module 'kfp' has no attribute {name!r}")
 
 
 def _shapes(
