@@ -41,7 +41,13 @@ class Target:
 
 
 TARGETS = [
-    Target("digest", "_step/_payload_job.py", ("_load_checked",), "tests/test_remote_step.py", 60),
+    Target(
+        "digest",
+        "_shared/_payload.py",
+        ("read_checked",),
+        "tests/test_remote_step.py tests/test_staged_overrides.py",
+        90,
+    ),
     Target(
         "labels",
         "_backends/_vertex.py",
