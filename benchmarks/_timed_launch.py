@@ -74,6 +74,10 @@ def main() -> None:
         runpy.run_path(app, run_name="__main__")
     except Submitted:
         pass
+    except SystemExit as exited:
+        # The launcher ends an interrupted launch as after Ctrl-C: cancelled, exit status 130.
+        if exited.code != 130 or "submitted_seconds" not in json.loads(record_path.read_text()):
+            raise
 
 
 def _write(path: Path, figures: dict) -> None:
