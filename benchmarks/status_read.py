@@ -3,10 +3,12 @@
 A local HTTP server answers the Vertex `get` with a PipelineJob as Vertex returns it (its
 pipeline spec echoed, every task's detail as Vertex writes it: its execution, its state
 history, its output artifact, the CustomJob that ran it), cut to the fields the request's
-X-Goog-FieldMask names as Google's front end cuts it (tests/fake_vertex.py's mask; the cut is
-made once per mask, outside the timing, as Vertex makes it on its side). The vertex backend
-reads it with aiplatform's REST client, as in a poll. Timed: the whole read (request, parsing,
-states), and turning the read PipelineJob into each job's state alone (`run_status`).
+X-Goog-FieldMask names as Google's front end cuts it (tests/fake_vertex.py's mask), as binary
+protobuf when the request asks `$alt=proto` (tests/fake_vertex.py's encoding); each answer is made
+once, outside the timing, as Vertex makes it on its side. The vertex backend reads it as in a
+poll. Timed: the whole read (request, parsing, states); parsing the answer alone; turning the
+read PipelineJob into each job's state alone (`run_status`); and, for comparison, the same read
+through aiplatform's REST client as JSON, with and without the field mask.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -111,19 +114,24 @@ def _task_detail(n: int, name: str, state: str) -> Dict[str, Any]:
 def _serve(job: Dict[str, Any]) -> http.server.ThreadingHTTPServer:
     """Answers every GET with job, cut to the request's field mask (each cut made once)."""
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from fake_vertex import masked, parse_field_mask
+    from fake_vertex import as_protobuf, masked, parse_field_mask
 
-    answers: Dict[Any, bytes] = {}
+    answers: Dict[Any, Tuple[str, bytes]] = {}
 
     class Answer(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             mask = self.headers.get("X-Goog-FieldMask")
-            if mask not in answers:
+            binary = parse_qs(urlsplit(self.path).query).get("$alt") == ["proto"]
+            if (mask, binary) not in answers:
                 cut = job if mask is None else masked(job, parse_field_mask(mask))
-                answers[mask] = json.dumps(cut).encode()
-            body = answers[mask]
+                answers[mask, binary] = (
+                    ("application/x-protobuf", as_protobuf(cut))
+                    if binary
+                    else ("application/json", json.dumps(cut).encode())
+                )
+            content_type, body = answers[mask, binary]
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -146,6 +154,8 @@ def _median_seconds(action: Callable[[], Any], runs: int) -> float:
 
 
 def measure(tasks: int = 1000, runs: int = 7) -> dict:
+    from google.cloud import aiplatform_v1
+
     from hydra_plugins.hydra_vertex_pipeline_launcher._backends._base import RunContext
     from hydra_plugins.hydra_vertex_pipeline_launcher._backends._vertex import (
         STATUS_FIELDS,
@@ -174,10 +184,29 @@ def measure(tasks: int = 1000, runs: int = 7) -> dict:
         backend.reattach(run.spec_path)
         try:
             _check(backend.read_status(), tasks)
+            assert backend._binary_reads, "the status read fell back to JSON"
+            # A poll: tasks whose details did not change since the last read are not converted.
             read = _median_seconds(backend.read_status, runs)
-            mask = [("x-goog-fieldmask", STATUS_FIELDS)]
-            job = backend._client.get_pipeline_job(name=backend.resource_name, metadata=mask)
+            first_read = _median_seconds(lambda: _first_read(backend), runs)
+            answer = backend._session.get(
+                backend._job_url,
+                params={"$alt": "proto"},
+                headers={"X-Goog-FieldMask": STATUS_FIELDS},
+            ).content
+            job = aiplatform_v1.PipelineJob.deserialize(answer)
+            parse = _median_seconds(lambda: aiplatform_v1.PipelineJob.deserialize(answer), runs)
             convert = _median_seconds(lambda: run_status(job, backend._task_keys), runs)
+            convert_again = _median_seconds(
+                lambda: run_status(job, backend._task_keys, backend._seen_tasks), runs
+            )
+            mask = [("x-goog-fieldmask", STATUS_FIELDS)]
+            json_read = _median_seconds(
+                lambda: run_status(
+                    backend._client.get_pipeline_job(name=backend.resource_name, metadata=mask),
+                    backend._task_keys,
+                ),
+                runs,
+            )
             whole = _median_seconds(
                 lambda: run_status(
                     backend._client.get_pipeline_job(name=backend.resource_name),
@@ -191,10 +220,21 @@ def measure(tasks: int = 1000, runs: int = 7) -> dict:
     return {
         "tasks": tasks,
         "read_seconds": read,
+        "first_read_seconds": first_read,
+        "parse_seconds": parse,
+        "answer_bytes": len(answer),
         "states_seconds": convert,
+        "states_again_seconds": convert_again,
+        "json_read_seconds": json_read,
         "unmasked_read_seconds": whole,
         "runs": runs,
     }
+
+
+def _first_read(backend: Any) -> Any:
+    """A read by a launcher that has not read this run before (attach, or its first poll)."""
+    backend._seen_tasks.clear()
+    return backend.read_status()
 
 
 def _check(status: Any, tasks: int) -> None:

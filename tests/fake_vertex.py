@@ -37,11 +37,16 @@ Tasks are started in natural DAG-key order.
 A request's ``X-Goog-FieldMask`` header (Google's response field mask) is honoured as Google's
 front end honours it: only the named fields are answered (``fake.field_masks`` records each
 request's), so a field the product reads but does not ask for is missing here as on Vertex.
+A read asking for ``$alt=proto`` (a system parameter of Google's REST APIs) is answered as binary
+protobuf (``application/x-protobuf``), its errors as binary ``google.rpc.Status``; with
+``fake.binary_answers = False``, as a front end that ignores it (JSON). ``fake.alts`` records each
+request's ``$alt``.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import json
 import os
@@ -449,6 +454,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def send_protobuf(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def read_json(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -503,6 +515,9 @@ class FakeVertex:
         self.requests: collections.Counter[str] = collections.Counter()
         # The X-Goog-FieldMask each request carried (None: none), by request kind.
         self.field_masks: dict[str, list[Optional[str]]] = collections.defaultdict(list)
+        # The $alt each request asked for (None: none), by request kind.
+        self.alts: dict[str, list[Optional[str]]] = collections.defaultdict(list)
+        self.binary_answers = True
         self.jobs: dict[str, JobRecord] = {}
         # Every CustomJob a CustomJob step created (its payload, plus "name" and "task").
         self.custom_jobs: list[dict[str, Any]] = []
@@ -686,9 +701,12 @@ class FakeVertex:
         url = urlsplit(handler.path)
         kind, parts = _route(method, url.path)
         mask = handler.headers.get("X-Goog-FieldMask")
+        alt = parse_qs(url.query).get("$alt", [None])[0]
         with self._cond:
             self.requests[kind] += 1
             self.field_masks[kind].append(mask)
+            self.alts[kind].append(alt)
+            binary = alt == "proto" and self.binary_answers
             injected = self._fail_next[kind].popleft() if self._fail_next.get(kind) else None
             stall = self._stalling
         if stall:
@@ -706,7 +724,11 @@ class FakeVertex:
             with self._cond:
                 self._stalling = self._stall_after_create
         try:
-            handler.send_json(status, payload)
+            if binary and kind == "get":
+                answer = as_protobuf(payload) if status == 200 else error_as_protobuf(payload)
+                handler.send_protobuf(status, answer)
+            else:
+                handler.send_json(status, payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up waiting (its timeout, or it was interrupted)
 
@@ -1144,6 +1166,44 @@ def _replica_error(status: str, reason: str) -> str:
         f"The replica workerpool0-0 exited with a non-zero status of {status}. "
         f"Termination reason: {reason}."
     )
+
+
+def as_protobuf(job: dict[str, Any]) -> bytes:
+    """A PipelineJob as JSON -> its binary protobuf, as Google's front end serves `$alt=proto`.
+
+    Encoded a task at a time (each task's encoding kept while it is unchanged): serialized
+    messages put one after another parse as one merged message, repeated fields appended in
+    order, and encoding 10 000 tasks whole at every read would make the fake the slow side.
+    """
+    detail = job.get("jobDetail") or {}
+    tasks = detail.get("taskDetails") or []
+    rest = {**job, "jobDetail": {k: v for k, v in detail.items() if k != "taskDetails"}}
+    encoded = [_encoded(json.dumps(rest, sort_keys=True))]
+    encoded += [_encoded_task(json.dumps(task, sort_keys=True)) for task in tasks]
+    return b"".join(encoded)
+
+
+def error_as_protobuf(payload: dict[str, Any]) -> bytes:
+    """An error as JSON -> the google.rpc.Status a read asking for protobuf gets."""
+    from google.rpc import code_pb2, status_pb2
+
+    error = payload["error"]
+    code = code_pb2.Code.Value(error["status"])
+    return status_pb2.Status(code=code, message=error["message"]).SerializeToString()
+
+
+def _encoded_task(task: str) -> bytes:
+    return _encoded(f'{{"jobDetail": {{"taskDetails": [{task}]}}}}')
+
+
+@functools.lru_cache(maxsize=100_000)
+def _encoded(job: str) -> bytes:
+    from google.cloud import aiplatform_v1
+    from google.protobuf import json_format
+
+    message = aiplatform_v1.PipelineJob.pb()()
+    json_format.Parse(job, message, ignore_unknown_fields=True)
+    return message.SerializeToString()
 
 
 def parse_field_mask(text: str) -> Optional[dict[str, Any]]:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -75,6 +76,55 @@ def test_a_single_run_on_vertex_shows_the_jobs_console_as_its_log_streams_in(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
     _shows_a_single_runs_console_as_it_comes(_vertex(fake_vertex, gcs_bucket), tmp_path)
+
+
+def test_a_job_on_vertex_shows_all_it_and_its_children_printed_up_to_its_last_words(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    # A child floods the step's pipes right before the job ends, and the job's last line has no
+    # newline: the step's final console upload must wait for all of it, and only for it.
+    flood = 3000
+    args = ["+x=4", f"+flood={flood}", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = run_app(APP, [*args, *_vertex(fake_vertex, gcs_bucket)], tmp_path)
+
+    assert proc.returncode == 0, proc.stderr
+    shown = [line for line in proc.stdout.splitlines() if line.startswith("flood line ")]
+    assert shown == [f"flood line {i:06d} " + "x" * 100 for i in range(flood)]
+    assert "last words by x=4" in proc.stdout
+
+
+DRAIN = """
+import subprocess, sys
+from pathlib import Path
+from hydra_plugins.hydra_vertex_pipeline_launcher._step._console import Console
+
+console = Console().start()
+lines = "for i in range(3000): print(f'line {i:06d} ' + 'x' * 100)"
+subprocess.run([sys.executable, "-c", lines], check=True)
+sys.stdout.write("last words")
+console.drain()
+Path(sys.argv[1]).write_bytes(console.path.read_bytes())
+"""
+
+
+def test_a_steps_console_file_holds_all_written_before_its_drain_however_slow_its_reader(
+    tmp_path: Path,
+) -> None:
+    # The step's stdout is read slowly (a busy log collector): its pump lags behind the child,
+    # and the drain before the final upload must wait for what is still in the pipe.
+    kept = tmp_path / "console.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRAIN, str(kept)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    shown = b""
+    while chunk := proc.stdout.read1(4096):
+        shown += chunk
+        time.sleep(0.003)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    expected = "".join(f"line {i:06d} " + "x" * 100 + "\n" for i in range(3000)) + "last words"
+    assert kept.read_text() == expected
+    assert shown.decode() == expected
 
 
 def _three_failures(launcher: List[str], tmp_path: Path, *settings: str) -> Tuple[Path, str]:

@@ -62,8 +62,10 @@ def test_a_sweep_comes_back_as_on_the_local_backend(
     proc = run_app("flaky.py", args, tmp_path)
     assert proc.returncode == 0, proc.stderr
     # Every status read named its fields, and got only those (the fake cuts its answers as
-    # Google's front end does): what the launcher collects below came through that cut.
+    # Google's front end does), as binary protobuf: what the launcher collects below came
+    # through that cut and that format.
     assert set(fake_vertex.field_masks["get"]) == {STATUS_FIELDS}
+    assert set(fake_vertex.alts["get"]) == {"proto"}
 
     for num, x in ((0, 1), (1, 3)):
         job_dir = sweep / str(num)
@@ -121,16 +123,35 @@ def test_one_status_read_per_poll_for_the_whole_run(
     assert states.count("SUCCEEDED") == 49 and states[2] == "FAILED"
 
 
-def test_a_refused_field_mask_falls_back_to_whole_reads(
+def test_a_refused_binary_read_then_a_refused_field_mask_fall_back_to_whole_json_reads(
     fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
 ) -> None:
-    fake_vertex.fail_next("get", status=400)
+    fake_vertex.fail_next("get", count=2, status=400)
     sweep = tmp_path / "multirun"
     proc = run_app("flaky.py", sweep_args(fake_vertex, gcs_bucket, sweep, "+x=1,3"), tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "Vertex refused the field mask of a status read" in proc.stderr + proc.stdout
-    masks = fake_vertex.field_masks["get"]
-    assert masks[0] == STATUS_FIELDS and len(masks) > 1 and set(masks[1:]) == {None}
+    said = proc.stderr + proc.stdout
+    assert "Vertex did not answer a status read as protobuf (400 injected)" in said
+    assert "Vertex refused the field mask of a status read" in said
+    alts, masks = fake_vertex.alts["get"], fake_vertex.field_masks["get"]
+    assert alts[0] == "proto" and len(alts) > 2 and "proto" not in alts[1:]
+    assert masks[:2] == [STATUS_FIELDS, STATUS_FIELDS] and set(masks[2:]) == {None}
+    assert [(sweep / str(n) / "artifact.txt").read_text() for n in (0, 1)] == ["x=1\n", "x=3\n"]
+
+
+def test_a_front_end_that_answers_json_to_a_binary_read_is_read_as_json(
+    fake_vertex: FakeVertex, gcs_bucket: str, tmp_path: Path
+) -> None:
+    fake_vertex.binary_answers = False
+    fake_vertex.fail_next("get", status=503)  # an error as JSON: retried
+    sweep = tmp_path / "multirun"
+    proc = run_app("flaky.py", sweep_args(fake_vertex, gcs_bucket, sweep, "+x=1,3"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    said = proc.stderr + proc.stdout
+    assert "its answer was application/json, not application/x-protobuf" in said
+    alts = fake_vertex.alts["get"]
+    assert alts[:2] == ["proto", "proto"] and len(alts) > 2 and "proto" not in alts[2:]
+    assert set(fake_vertex.field_masks["get"]) == {STATUS_FIELDS}
     assert [(sweep / str(n) / "artifact.txt").read_text() for n in (0, 1)] == ["x=1\n", "x=3\n"]
 
 

@@ -69,3 +69,37 @@ def test_in_a_cancelled_run_an_unstarted_task_is_cancelled() -> None:
 def test_a_paused_run_says_what_to_do() -> None:
     status = run_status(_job("PIPELINE_STATE_PAUSED"), {})
     assert status.state is State.FAILED and "resume or cancel it" in (status.error or "")
+
+
+def test_a_poll_reading_what_it_read_before_gives_what_a_first_read_gives() -> None:
+    # Reads kept from poll to poll convert again only what changed; whatever changed must show.
+    keys = {f"#{n} x={n}": f"task-{n}" for n in range(4)}
+    polls = [
+        _job(
+            "PIPELINE_STATE_RUNNING",
+            _task("#0 x=0", "RUNNING", startTime=STARTED),
+            _task("#1 x=1", "PENDING"),
+            _task("#2 x=2", "NOT_TRIGGERED"),
+            _task("#3 x=3", "RUNNING", startTime=STARTED),
+        ),
+        _job(
+            "PIPELINE_STATE_RUNNING",
+            _task("#0 x=0", "SUCCEEDED", startTime=STARTED, endTime=ENDED),
+            _task("#1 x=1", "RUNNING", startTime=STARTED),
+            _task("#2 x=2", "NOT_TRIGGERED"),
+            _task("#3 x=3", "RUNNING", startTime=STARTED, error={"message": "retrying"}),
+        ),
+        _job(
+            "PIPELINE_STATE_CANCELLED",
+            _task("#0 x=0", "SUCCEEDED", startTime=STARTED, endTime=ENDED),
+            _task("#1 x=1", "CANCELLED", startTime=STARTED, endTime=ENDED),
+            _task("#2 x=2", "NOT_TRIGGERED"),
+            _task("#3 x=3", "FAILED", startTime=STARTED, endTime=ENDED, error={"message": "x"}),
+        ),
+    ]
+    seen: dict = {}
+    for job in polls:
+        assert run_status(job, keys, seen) == run_status(job, keys)
+    assert run_status(polls[1], keys).tasks["task-3"].error == "retrying"
+    cancelled = run_status(polls[2], keys, seen).tasks["task-2"]
+    assert cancelled.state is State.CANCELLED

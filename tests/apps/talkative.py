@@ -1,8 +1,10 @@
 """Prints a line to stdout and one to stderr, logs one and warns, waits for +go=PATH when given,
-prints again, then ends as +end says: ok (returns x), raise (a ValueError from a nested call),
-exit (sys.exit(3)) or hang (sleeps 120 s)."""
+prints again; with +flood=N a child process prints N numbered lines and the job a last line
+without its newline; then ends as +end says: ok (returns x), raise (a ValueError from a nested
+call), exit (sys.exit(3)) or hang (sleeps 120 s)."""
 
 import logging
+import subprocess
 import sys
 import time
 import warnings
@@ -28,6 +30,10 @@ def main(cfg: DictConfig) -> int:
     while cfg.get("go") and not Path(cfg.go).exists() and time.time() < deadline:
         time.sleep(0.1)
     print(f"printed again by x={cfg.x}")
+    if cfg.get("flood"):
+        lines = f"for i in range({cfg.flood}): print(f'flood line {{i:06d}} ' + 'x' * 100)"
+        subprocess.run([sys.executable, "-c", lines], check=True)
+        sys.stdout.write(f"last words by x={cfg.x}")
     end = cfg.get("end", "ok")
     if end == "raise":
         check(cfg.x)

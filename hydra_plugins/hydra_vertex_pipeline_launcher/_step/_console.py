@@ -4,9 +4,13 @@ it in the terminal."""
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
+import select
 import sys
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -20,7 +24,11 @@ PARTIAL_LINE_LIMIT = 65536
 
 class Console:
     """Each of fds 1 and 2 becomes a pipe pumped by a thread to where it went before, and into
-    one file, in the order read."""
+    one file, in the order read.
+
+    A pump reads only under the lock, once poll says the pipe has data: so a drain that holds
+    the lock and finds both pipes empty knows everything written before it is in the file, with
+    no fixed wait (a step's hand-back costs nothing when its job printed nothing more)."""
 
     def __init__(self) -> None:
         handle, name = tempfile.mkstemp(prefix="hydra-vertex-console-", suffix=".log")
@@ -28,8 +36,7 @@ class Console:
         self.path = Path(name)
         self._file = self.path.open("ab")
         self._lock = threading.Lock()
-        self._written = 0
-        self._read = 0
+        self._read_ends: List[int] = []
         self._pumps: List[threading.Thread] = []
         # By the fd it goes to: the start of a line not ended yet.
         self._partial: Dict[int, bytes] = {}
@@ -46,6 +53,7 @@ class Console:
             original = os.dup(fd)
             os.dup2(write_end, fd)
             os.close(write_end)
+            self._read_ends.append(read_end)
             pump = threading.Thread(target=self._pump, args=(read_end, original), daemon=True)
             pump.start()
             self._pumps.append(pump)
@@ -56,12 +64,8 @@ class Console:
         sys.stdout.flush()
         sys.stderr.flush()
         deadline = time.monotonic() + DRAIN_SECONDS
-        time.sleep(0.05)  # the pumps' next read
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._written == self._read:
-                    break
-            time.sleep(0.02)
+        while not self._pipes_empty() and time.monotonic() < deadline:
+            time.sleep(0.002)
         with self._lock:  # a last line without its newline, too
             for original, data in self._partial.items():
                 self._emit(original, data)
@@ -71,23 +75,28 @@ class Console:
         """The file, once uploaded for the last time (what follows still reaches the step's log)."""
         self.path.unlink(missing_ok=True)
 
+    def _pipes_empty(self) -> bool:
+        with self._lock:
+            return all(_unread_bytes(read_end) == 0 for read_end in self._read_ends)
+
     def _pump(self, read_end: int, original: int) -> None:
         """Whole lines, to where the stream went and into the file: stdout's and stderr's lines
         never cut into each other (a line ends at a newline, or a carriage return)."""
+        readable = select.poll()
+        readable.register(read_end, select.POLLIN)
         while True:
-            try:
-                chunk = os.read(read_end, 65536)
-            except OSError:
-                chunk = b""
+            readable.poll()
             with self._lock:
-                self._read += len(chunk)
+                try:
+                    chunk = os.read(read_end, 65536)  # poll said it will not block
+                except OSError:
+                    chunk = b""
                 data = self._partial.pop(original, b"") + chunk
                 whole = not chunk or len(data) > PARTIAL_LINE_LIMIT
                 cut = len(data) if whole else max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
                 self._emit(original, data[:cut])
                 if data[cut:]:
                     self._partial[original] = data[cut:]
-                self._written += len(chunk)
             if not chunk:
                 return
 
@@ -97,6 +106,15 @@ class Console:
             _write_all(original, data)
             self._file.write(data)
             self._file.flush()
+
+
+def _unread_bytes(read_end: int) -> int:
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(read_end, termios.FIONREAD, count)
+    except OSError:
+        return 0  # closed: nothing more will come
+    return count[0]
 
 
 def _write_all(fd: int, data: bytes) -> None:
