@@ -46,7 +46,9 @@ CUSTOM_JOB_SETTINGS = {
 # [host[:port]/]path[:tag][@digest], path components lowercase.
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-IMAGE_REFERENCE = re.compile(
+# Patterns as text, compiled (and cached by re) on first use: every Hydra app imports this module,
+# and compiling them all up front was half of its import time.
+IMAGE_REFERENCE = (
     rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
     r"(?::(?P<tag>\w[\w.-]{0,127}))?"
     r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?"
@@ -164,8 +166,8 @@ class VertexPipelineLocalLauncherConf(VertexPipelineLauncherConf):
     log_upload_interval: float = 5.0
 
 
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SECRET_VERSION = re.compile(r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+")
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+SECRET_VERSION = r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+"
 # The longest number of seconds any time setting may hold: far below what sleeps and thread
 # timeouts overflow at (threading.TIMEOUT_MAX, ~292 years), far above any sensible wait.
 MAX_SECONDS = 1e7
@@ -241,7 +243,7 @@ def _check_image_setting(conf: VertexPipelineLauncherConf) -> None:
 
 
 def _check_image(image: str) -> None:
-    if not IMAGE_REFERENCE.fullmatch(image) or len(image.partition("@")[0]) > 255:
+    if not re.fullmatch(IMAGE_REFERENCE, image) or len(image.partition("@")[0]) > 255:
         raise LauncherConfigError(
             f"hydra.launcher.image={image!r} cannot be a container image reference: use "
             "[host/]path[:tag][@digest] with a lowercase path, e.g. "
@@ -251,7 +253,7 @@ def _check_image(image: str) -> None:
 
 def unpinned_image_warning(image: str) -> Optional[str]:
     """What to say about an image reference that may name another image in a later run."""
-    found = IMAGE_REFERENCE.fullmatch(image)
+    found = re.fullmatch(IMAGE_REFERENCE, image)
     if found is None or found["digest"] or found["tag"] not in (None, "latest"):
         return None
     return (
@@ -318,12 +320,12 @@ def _check_timeout(conf: VertexPipelineLauncherConf) -> None:
 
 def _check_secret_env(conf: VertexPipelineLauncherConf) -> None:
     for name, version in conf.secret_env.items():
-        if not ENV_NAME.fullmatch(str(name)):
+        if not re.fullmatch(ENV_NAME, str(name)):
             raise LauncherConfigError(
                 f"hydra.launcher.secret_env: {name!r} is not an environment variable name "
                 "(letters, digits and _, not starting with a digit)."
             )
-        if not SECRET_VERSION.fullmatch(str(version)):
+        if not re.fullmatch(SECRET_VERSION, str(version)):
             raise LauncherConfigError(
                 f"hydra.launcher.secret_env.{name}={version!r}: give a secret version, "
                 "projects/<project>/secrets/<secret>/versions/<version or latest>."
@@ -361,16 +363,16 @@ def _check_accelerator(conf: VertexPipelineLauncherConf) -> None:
 
 # Kubernetes quantities as kfp's set_cpu_limit / set_memory_limit accept them: checked here too,
 # so that a wrong one is named with the other settings, before anything is staged.
-CPU_QUANTITY = re.compile(r"([0-9]*[.])?[0-9]+m?")
-MEMORY_QUANTITY = re.compile(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?")
+CPU_QUANTITY = r"([0-9]*[.])?[0-9]+m?"
+MEMORY_QUANTITY = r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?"
 
 
 def _quantity_check(
-    name: str, pattern: "re.Pattern[str]", what: str, fix: str
+    name: str, pattern: str, what: str, fix: str
 ) -> Callable[[VertexPipelineLauncherConf], None]:
     def check(conf: VertexPipelineLauncherConf) -> None:
         value = getattr(conf.resources, name)
-        if value and not pattern.fullmatch(str(value)):
+        if value and not re.fullmatch(pattern, str(value)):
             raise LauncherConfigError(
                 f"hydra.launcher.resources.{name}={value!r}: Invalid {what} string: {fix}."
             )
@@ -519,15 +521,15 @@ def _check_bucket(staging_root: Optional[str]) -> None:
         )
 
 
-BUCKET_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]")
-IP_ADDRESS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
+BUCKET_CHARACTERS = r"[a-z0-9][a-z0-9._-]*[a-z0-9]"
+IP_ADDRESS = r"[0-9]{1,3}(\.[0-9]{1,3}){3}"
 
 
 def bucket_name_problem(bucket: str) -> Optional[str]:
     """Which of Cloud Storage's bucket naming rules the name breaks, if any
     (https://cloud.google.com/storage/docs/buckets#naming)."""
     parts = bucket.split(".")
-    if not BUCKET_CHARACTERS.fullmatch(bucket):
+    if not re.fullmatch(BUCKET_CHARACTERS, bucket):
         return (
             "use lowercase letters, digits, -, _ and ., starting and ending with a letter or "
             "digit, at least 3 characters"
@@ -538,7 +540,7 @@ def bucket_name_problem(bucket: str) -> Optional[str]:
         return "a dotted name has at most 222 characters, each dot-separated part 1 to 63"
     if len(bucket) < 3:
         return "a name has at least 3 characters"
-    if IP_ADDRESS.fullmatch(bucket):
+    if re.fullmatch(IP_ADDRESS, bucket):
         return "a name cannot be an IP address"
     if bucket.startswith("goog") or re.search(r"g[o0][o0]gle", bucket):
         return "a name cannot start with goog or hold google (or a misspelling of it)"

@@ -176,6 +176,7 @@ class VertexBackend:
             params={"$alt": "proto"},
             headers={"X-Goog-FieldMask": STATUS_FIELDS},
             timeout=timeout,
+            max_allowed_time=timeout,  # a token refresh included
         )
         content_type = answer.headers.get("Content-Type", "").partition(";")[0].strip()
         if answer.status_code >= 400 and content_type == PROTOBUF:
