@@ -112,7 +112,8 @@ def _task_detail(n: int, name: str, state: str) -> Dict[str, Any]:
 
 
 def _serve(job: Dict[str, Any]) -> http.server.ThreadingHTTPServer:
-    """Answers every GET with job, cut to the request's field mask (each cut made once)."""
+    """Answers every GET with job, cut to the request's field mask (each cut made once; the
+    server's `answers` keeps them, by mask and whether binary)."""
     sys.path.insert(0, str(HERE.parent / "tests"))
     from fake_vertex import as_protobuf, masked, parse_field_mask
 
@@ -140,6 +141,7 @@ def _serve(job: Dict[str, Any]) -> http.server.ThreadingHTTPServer:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    server.answers = answers  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -188,11 +190,7 @@ def measure(tasks: int = 1000, runs: int = 7) -> dict:
             # A poll: tasks whose details did not change since the last read are not converted.
             read = _median_seconds(backend.read_status, runs)
             first_read = _median_seconds(lambda: _first_read(backend), runs)
-            answer = backend._session.get(
-                backend._job_url,
-                params={"$alt": "proto"},
-                headers={"X-Goog-FieldMask": STATUS_FIELDS},
-            ).content
+            answer = server.answers[STATUS_FIELDS, True][1]  # what the reads got
             job = aiplatform_v1.PipelineJob.deserialize(answer)
             parse = _median_seconds(lambda: aiplatform_v1.PipelineJob.deserialize(answer), runs)
             convert = _median_seconds(lambda: run_status(job, backend._task_keys), runs)

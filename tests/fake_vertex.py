@@ -447,16 +447,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep pytest output readable
 
     def send_json(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send(status, "application/json; charset=UTF-8", json.dumps(payload).encode())
 
-    def send_protobuf(self, status: int, data: bytes) -> None:
+    def send(self, status: int, content_type: str, data: bytes) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -726,7 +721,7 @@ class FakeVertex:
         try:
             if binary and kind == "get":
                 answer = as_protobuf(payload) if status == 200 else error_as_protobuf(payload)
-                handler.send_protobuf(status, answer)
+                handler.send(status, "application/x-protobuf", answer)
             else:
                 handler.send_json(status, payload)
         except (BrokenPipeError, ConnectionResetError):
