@@ -20,6 +20,8 @@ from cliutil import run_cli, table_rows
 from fake_vertex import FakeVertex
 from vertexutil import vertex_overrides
 
+from hydra_plugins.hydra_vertex_pipeline_launcher._shared._faults import FAILURE_MARK
+
 LOCAL = "hydra/launcher=vertex_pipeline_local"
 VERTEX = "hydra/launcher=vertex_pipeline"
 APP = "talkative.py"
@@ -251,6 +253,20 @@ def test_a_failed_single_run_prints_its_traceback_as_the_basic_launcher_does(
     assert full.returncode == 1
     assert "_payload_job.py" in full.stderr and "in check" in full.stderr
     assert HINT not in full.stderr
+
+
+def test_a_failed_jobs_last_printed_line_shows_above_its_failure_even_unended(
+    tmp_path: Path,
+) -> None:
+    # The job's stdout ends without a newline right before it raises: the step's mark below the
+    # job's lines (its traceback follows it, on stderr) must still start a line of its own.
+    args = ["+x=5", "+flood=3", "+end=raise", LOCAL, f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = run_app(APP, args, tmp_path)
+
+    assert proc.returncode == 1, proc.stderr
+    assert "last words by x=5" in proc.stdout.splitlines()
+    assert FAILURE_MARK not in proc.stdout + proc.stderr
+    assert "_payload_job.py" not in proc.stdout + proc.stderr
 
 
 def test_a_job_whose_script_is_not_in_the_image_is_named_by_its_exception(

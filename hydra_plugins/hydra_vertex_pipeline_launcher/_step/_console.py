@@ -40,6 +40,7 @@ class Console:
         self._pumps: List[threading.Thread] = []
         # By the fd it goes to: the start of a line not ended yet.
         self._partial: Dict[int, bytes] = {}
+        self._file_ends_line = True
 
     def start(self) -> "Console":
         for stream in (sys.stdout, sys.stderr):
@@ -70,6 +71,12 @@ class Console:
             for original, data in self._partial.items():
                 self._emit(original, data)
             self._partial.clear()
+
+    @property
+    def ends_line(self) -> bool:
+        """Whether what is in the file so far ends with a line's end (or is nothing)."""
+        with self._lock:
+            return self._file_ends_line
 
     def discard(self) -> None:
         """The file, once uploaded for the last time (what follows still reaches the step's log)."""
@@ -106,6 +113,7 @@ class Console:
             _write_all(original, data)
             self._file.write(data)
             self._file.flush()
+            self._file_ends_line = data.endswith((b"\n", b"\r"))
 
 
 def _unread_bytes(read_end: int) -> int:

@@ -84,7 +84,7 @@ class HandBack:
                 return False
             self._handed_back = True
             if outcome.status is not JobStatus.COMPLETED and outcome.traceback:
-                print(f"{FAILURE_MARK}\n{outcome.traceback}", file=sys.stderr, flush=True)
+                self._mark_failure(outcome.traceback)
             self.upload_console(final=True)
             output_dir = self.output_dir
             upload_error = (
@@ -102,6 +102,16 @@ class HandBack:
             result = _result_bytes(outcome, header, self.key)
             self.storage.write_many({_layout.job_result(self.num): result})
             return True
+
+    def _mark_failure(self, trace: str) -> None:
+        """The line the launcher cuts the console at, below all the job wrote (its last line
+        too, if unended): stdout's and stderr's pumps race, and the launcher shows nothing
+        below the mark."""
+        own_line = ""
+        if self.console is not None:
+            self.console.drain()
+            own_line = "" if self.console.ends_line else "\n"
+        print(f"{own_line}{FAILURE_MARK}\n{trace}", file=sys.stderr, flush=True)
 
     def upload_console(self, final: bool = False) -> None:
         """final: once what the step wrote so far reached the console's file; no upload follows
