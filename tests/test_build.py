@@ -7,6 +7,7 @@ read the spec as Vertex, the local backend and kfp read it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from kfp import components
 from omegaconf import OmegaConf
 from test_customjob import needs_gcpc
 
-from hydra_plugins.hydra_vertex_pipeline_launcher._backends._spec import step_container
+from hydra_plugins.hydra_vertex_pipeline_launcher._backends._spec import read_spec, step_container
 from hydra_plugins.hydra_vertex_pipeline_launcher._launch._build import build_pipeline, job_inputs
 from hydra_plugins.hydra_vertex_pipeline_launcher._launch._compose import ComposedJob, display_name
 from hydra_plugins.hydra_vertex_pipeline_launcher._launch._stage import StagedRun
@@ -98,6 +99,29 @@ def test_every_job_of_a_large_sweep_is_its_own_task_named_after_it(tmp_path: Pat
         "--job-digest",
         "{{$.inputs.parameters['job_digest']}}",
     ]
+
+
+def test_the_spec_reads_the_same_as_json_and_as_yaml_whatever_its_names_hold(
+    tmp_path: Path,
+) -> None:
+    # Characters YAML's readers refuse raw (DEL, C1 controls, U+FFFE) or read as line breaks
+    # (NEL, U+2028), an astral one, a tab: in a job's display name, as an override can hold them.
+    odd = ["😀", "\x85", "\u2028", "\x7f", "\x90", "\t", "\ufffe", "é"]
+    config = OmegaConf.create({"hydra": {"job": {"name": "sweep"}}})
+    jobs = []
+    for num, char in enumerate(odd):
+        overrides = [f"+tag='a{char}b'"]
+        jobs.append(
+            ComposedJob(num, overrides, config, Path(f"/out/{num}"), display_name(num, overrides))
+        )
+    _build(tmp_path, jobs, settings_from({"image": "img:1"}))
+
+    text = (tmp_path / "pipeline.yaml").read_text(encoding="utf-8")
+    spec = json.loads(text)
+    assert yaml.safe_load(text) == yaml.load(text, Loader=yaml.CSafeLoader) == spec
+    assert read_spec(tmp_path / "pipeline.yaml") == spec
+    names = {task["taskInfo"]["name"] for task in spec["root"]["dag"]["tasks"].values()}
+    assert names == {job.display_name for job in jobs}
 
 
 def _sized(settings: VertexPipelineLauncherConf, num: int) -> VertexPipelineLauncherConf:

@@ -50,10 +50,17 @@ class Trigger:
 
 
 def read_spec(spec_path: Path) -> Dict[str, Any]:
-    # libyaml's loader where there is one: the pure-Python one takes ~1 ms a task.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with spec_path.open("rb") as spec_file:
-        spec: Dict[str, Any] = yaml.load(spec_file, Loader=loader)
+    """The launcher's own specs are JSON (see _build): read as that, 60 times faster than as
+    YAML; kfp's compiler writes YAML (hand-built pipelines), read with libyaml where there is
+    one (the pure-Python loader takes ~1 ms a task)."""
+    text = spec_path.read_bytes()
+    if text.lstrip().startswith(b"{"):
+        try:
+            spec: Dict[str, Any] = json.loads(text)
+            return spec
+        except ValueError:
+            pass  # YAML's flow style, not JSON
+    spec = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return spec
 
 

@@ -24,14 +24,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
+from .._backends._spec import read_spec
 from .._shared._layout import JOB_STATUS_FILE, JOB_VALUE_FILE
 from ._record import RunRecord, find_runs, read
 from ._watch import WatchedJob
 
 log = logging.getLogger(__name__)
 
-# libyaml's loader where PyYAML was built with it: many times faster on a large spec.
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 REPORT_FILE = "report.html"
 RESULTS_FILE = "results.csv"
 # Seconds between rewrites of the page while a run goes (and the page's own reload).
@@ -348,20 +347,23 @@ def _resources(spec_path: Path) -> Dict[str, str]:
 
 @functools.lru_cache(maxsize=16)
 def _spec_resources(spec_path: Path, mtime_ns: int) -> Dict[str, str]:
-    """Parsed once per spec, not on each of a live report's rewrites (a 500-job spec is
-    ~2 MB of YAML)."""
+    """Parsed once per spec, not on each of a live report's rewrites."""
     try:
-        spec = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+        spec = read_spec(spec_path)
         tasks = spec["root"]["dag"]["tasks"]
         components = spec.get("components", {})
         executors = spec.get("deploymentSpec", {}).get("executors", {})
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        # Described once per component: the jobs of a step shape share theirs.
+        described = {
+            name: _describe(executors.get(component.get("executorLabel"), {}))
+            for name, component in components.items()
+        }
+        return {
+            name: described.get(task.get("componentRef", {}).get("name"), "")
+            for name, task in tasks.items()
+        }
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return {}
-    described = {}
-    for name, task in tasks.items():
-        component = components.get(task.get("componentRef", {}).get("name"), {})
-        described[name] = _describe(executors.get(component.get("executorLabel"), {}))
-    return described
 
 
 MACHINE_TYPE = re.compile(r"machine_?type\W+([a-z0-9][a-z0-9-]*)", re.IGNORECASE)
