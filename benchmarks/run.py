@@ -494,9 +494,10 @@ def _big_status_read(sizes: Sizes) -> List[Figure]:
         f"benchmarks/status_read.py, median of {result['runs']}: a poll's read of a run of "
         f"{tasks} Vertex-like task details from a local server, cut to the status read's field "
         f"mask and answered as binary protobuf ({result['answer_bytes'] / 2**20:.1f} MiB), "
-        f"then the job states: parsing the answer {result['parse_seconds'] * 1000:.1f} ms, the "
-        f"states {ms('states_again_seconds')} (tasks whose details changed since the last "
-        f"read are converted again; here none); a first read, every task converted: "
+        f"then the job states: splitting the answer into task details "
+        f"{result['parse_seconds'] * 1000:.1f} ms, the states {ms('states_again_seconds')} "
+        f"(only details not seen at the last read are parsed and converted; here none); a "
+        f"first read, every task parsed and converted: "
         f"{ms('first_read_seconds')}; the same read as JSON through aiplatform's REST client: "
         f"{ms('json_read_seconds')} (masked), {ms('unmasked_read_seconds')} (whole)"
     )

@@ -9,6 +9,7 @@ from google.cloud import aiplatform_v1
 from hydra_plugins.hydra_vertex_pipeline_launcher._backends._base import State, TaskStatus
 from hydra_plugins.hydra_vertex_pipeline_launcher._backends._vertex import (
     NOT_TRIGGERED_ERROR,
+    SeenTasks,
     run_status,
 )
 
@@ -16,10 +17,12 @@ STARTED = "2026-11-26T10:00:02.123456Z"
 ENDED = "2026-11-26T10:01:02Z"
 
 
-def _job(run_state: str, *tasks: dict) -> aiplatform_v1.PipelineJob:
+def _job(run_state: str, *tasks: dict) -> bytes:
+    """As a status read gets it: binary protobuf."""
     root = {"taskId": "1", "taskName": "pipeline-root", "state": "RUNNING"}
     body = {"state": run_state, "jobDetail": {"taskDetails": [root, *tasks]}}
-    return aiplatform_v1.PipelineJob.from_json(json.dumps(body))
+    job = aiplatform_v1.PipelineJob.from_json(json.dumps(body))
+    return aiplatform_v1.PipelineJob.serialize(job)
 
 
 def _task(name: str, state: str, **fields: object) -> dict:
@@ -97,7 +100,7 @@ def test_a_poll_reading_what_it_read_before_gives_what_a_first_read_gives() -> N
             _task("#3 x=3", "FAILED", startTime=STARTED, endTime=ENDED, error={"message": "x"}),
         ),
     ]
-    seen: dict = {}
+    seen = SeenTasks()
     for job in polls:
         assert run_status(job, keys, seen) == run_status(job, keys)
     assert run_status(polls[1], keys).tasks["task-3"].error == "retrying"

@@ -99,7 +99,7 @@ class VertexBackend:
         self._client, self._session = _pipeline_client(settings)
         self._job_url = f"{_base_url(settings)}/v1/{self.resource_name}"
         self._task_keys: Dict[str, str] = {}
-        self._seen_tasks: SeenTasks = {}
+        self._seen_tasks = SeenTasks()
         self._create_sent = False
         # The call's metadata naming the fields (an HTTP header); dropped (whole runs read) if
         # Vertex ever refuses it.
@@ -130,15 +130,16 @@ class VertexBackend:
         from google.api_core import exceptions
 
         try:
-            job = self._read_job()
+            answer = self._read_job()
         except exceptions.NotFound as e:
             raise RunNotFound(
                 f"Vertex has no run {self.resource_name} ({e.message}): it was never created "
                 "(its launcher stopped before the create), or it was deleted."
             ) from e
-        return run_status(job, self._task_keys, self._seen_tasks)
+        return run_status(answer, self._task_keys, self._seen_tasks)
 
-    def _read_job(self) -> Any:
+    def _read_job(self) -> bytes:
+        """The run, field-masked, as binary protobuf (converted from JSON if read as that)."""
         from google.api_core import exceptions
 
         if self._binary_reads:
@@ -150,26 +151,27 @@ class VertexBackend:
                     "now on, which takes longer at thousands of jobs"
                 )
                 self._binary_reads = False
+        from google.cloud import aiplatform_v1
+
         read = functools.partial(self._call, self._client.get_pipeline_job, name=self.resource_name)
         if self._status_mask:
             try:
-                return read(metadata=self._status_mask)
+                return aiplatform_v1.PipelineJob.serialize(read(metadata=self._status_mask))
             except exceptions.BadRequest as e:  # the name is ours and well formed: the mask
                 log.warning(
                     f"Vertex refused the field mask of a status read ({e.message}); reading "
                     "whole runs from now on, which takes longer at thousands of jobs"
                 )
                 self._status_mask = ()
-        return read()
+        return aiplatform_v1.PipelineJob.serialize(read())
 
-    def _read_binary(self, retry: Any, timeout: float) -> Any:
+    def _read_binary(self, retry: Any, timeout: float) -> bytes:
         """The run, field-masked, as binary protobuf: tries and waits bounded as _call's."""
         deadline = time.monotonic() + timeout
         return retry(lambda: self._get_binary(max(deadline - time.monotonic(), 1.0)))()
 
-    def _get_binary(self, timeout: float) -> Any:
+    def _get_binary(self, timeout: float) -> bytes:
         from google.api_core import exceptions
-        from google.cloud import aiplatform_v1
 
         answer = self._session.get(
             self._job_url,
@@ -189,7 +191,7 @@ class VertexBackend:
             raise exceptions.from_http_response(answer)
         if content_type != PROTOBUF:
             raise NotBinary(f"its answer was {content_type or 'untyped'}, not {PROTOBUF}")
-        return aiplatform_v1.PipelineJob.deserialize(answer.content)
+        return answer.content
 
     def cancel(self) -> CancelOutcome:
         """Cancels the run, all within request_timeout; raises if Vertex cannot confirm it.
@@ -383,43 +385,89 @@ def _pipeline_client(settings: VertexPipelineLauncherConf) -> Tuple[Any, Any]:
         ) from e
 
 
-# Each task's status as converted from its detail at the last read, by DAG key, with what it was
-# converted from: its detail's state, start, end and error, and whether the run was cancelled.
-SeenTasks = Dict[str, Tuple[Tuple[object, ...], TaskStatus]]
+class SeenTasks:
+    """What a read converted, for the next: by a task detail's encoding, its DAG key (None: no
+    job's) and status, and whether the run was cancelled then (it changes unstarted tasks')."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.by_encoding: Dict[bytes, Tuple[Optional[str], Optional[TaskStatus]]] = {}
 
 
-def run_status(job: Any, task_keys: Dict[str, str], seen: Optional[SeenTasks] = None) -> RunStatus:
-    """A PipelineJob as read from Vertex -> the run's state and each known task's, by DAG key.
+def run_status(
+    answer: bytes, task_keys: Dict[str, str], seen: Optional[SeenTasks] = None
+) -> RunStatus:
+    """A PipelineJob as read from Vertex (its binary protobuf) -> the run's state and each known
+    task's, by DAG key.
 
-    task_keys: the name Vertex reports a task by -> its DAG key. seen: kept from one read to
-    the next, so that a task is converted again only when its detail changed (at 10 000 tasks,
-    converting them all is most of a read).
+    task_keys: the name Vertex reports a task by -> its DAG key. seen: kept from one read to the
+    next. Each task detail is parsed and converted only when its encoding is new: at 10 000
+    tasks, parsing and converting them all is most of a read. (A task whose encoding differs
+    with the same content is only converted again.)
     """
-    state_name = job.state.name
+    from google.cloud import aiplatform_v1
+    from google.rpc import status_pb2
+
+    view = _status_view().FromString(answer)
+    state_name = aiplatform_v1.PipelineState(view.state).name
     cancelled = state_name in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED")
-    seen = {} if seen is None else seen
+    earlier = seen.by_encoding if seen is not None and seen.cancelled == cancelled else {}
+    now: Dict[bytes, Tuple[Optional[str], Optional[TaskStatus]]] = {}
     tasks = {}
-    # The plain protobuf: proto-plus wraps every field on each access, which at thousands of
-    # tasks costs more than the poll itself.
-    for detail in type(job).pb(job).job_detail.task_details:
-        key = task_keys.get(detail.task_name)
-        if key is None:
-            continue
-        source = (
-            detail.state,
-            detail.start_time.seconds,
-            detail.end_time.seconds,
-            detail.error.message,
-            cancelled,
-        )
-        known = seen.get(key)
-        if known is None or known[0] != source:
-            known = seen[key] = (source, _task_status(detail, cancelled))
-        tasks[key] = known[1]
-    error = job.error.message or None
+    for encoded in view.job_detail.task_details:
+        known = earlier.get(encoded) or _converted(encoded, task_keys, cancelled)
+        now[encoded] = known
+        if known[0] is not None:
+            tasks[known[0]] = known[1]
+    if seen is not None:
+        seen.cancelled, seen.by_encoding = cancelled, now
+    error = status_pb2.Status.FromString(view.error).message or None
     if state_name == "PIPELINE_STATE_PAUSED":
         error = "Vertex paused the run; resume or cancel it in the console"
     return RunStatus(state=RUN_STATES.get(state_name, State.PENDING), tasks=tasks, error=error)
+
+
+def _converted(
+    encoded: bytes, task_keys: Dict[str, str], cancelled: bool
+) -> Tuple[Optional[str], Optional[TaskStatus]]:
+    from google.cloud import aiplatform_v1
+
+    detail = aiplatform_v1.PipelineTaskDetail.pb().FromString(encoded)
+    key = task_keys.get(detail.task_name)
+    return key, None if key is None else _task_status(detail, cancelled)
+
+
+@functools.lru_cache(maxsize=None)
+def _status_view() -> Any:
+    """PipelineJob as a status read needs it parsed: its state, its error, and each task detail
+    left encoded (protobuf's own parser splits them; run_status parses only those it has not
+    seen). The same field numbers as aiplatform's PipelineJob, taken from it."""
+    from google.cloud import aiplatform_v1
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    job = aiplatform_v1.PipelineJob.pb().DESCRIPTOR.fields_by_name
+    detail = job["job_detail"].message_type.fields_by_name["task_details"]
+    field = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="status_view.proto", package="status_view")
+    view = file.message_type.add(name="Job")
+    view.field.add(name="state", number=job["state"].number, type=field.TYPE_INT32)
+    view.field.add(name="error", number=job["error"].number, type=field.TYPE_BYTES)
+    view.field.add(
+        name="job_detail",
+        number=job["job_detail"].number,
+        type=field.TYPE_MESSAGE,
+        type_name=".status_view.Detail",
+    )
+    tasks = file.message_type.add(name="Detail").field.add(
+        name="task_details", number=detail.number, type=field.TYPE_BYTES
+    )
+    tasks.label = field.LABEL_REPEATED
+    for added in (*view.field, tasks):
+        if not added.HasField("label"):
+            added.label = field.LABEL_OPTIONAL
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("status_view.Job"))
 
 
 def _task_status(detail: Any, run_cancelled: bool) -> TaskStatus:
