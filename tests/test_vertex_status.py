@@ -106,3 +106,9 @@ def test_a_poll_reading_what_it_read_before_gives_what_a_first_read_gives() -> N
     assert run_status(polls[1], keys).tasks["task-3"].error == "retrying"
     cancelled = run_status(polls[2], keys, seen).tasks["task-2"]
     assert cancelled.state is State.CANCELLED
+
+
+def test_a_run_state_newer_than_the_client_reads_as_pending() -> None:
+    # Vertex may add run states before aiplatform's client knows them: a poll must go on.
+    answer = aiplatform_v1.PipelineJob.pb()(state=99).SerializeToString()
+    assert run_status(answer, {}).state is State.PENDING

@@ -405,11 +405,11 @@ def run_status(
     tasks, parsing and converting them all is most of a read. (A task whose encoding differs
     with the same content is only converted again.)
     """
-    from google.cloud import aiplatform_v1
     from google.rpc import status_pb2
 
     view = _status_view().FromString(answer)
-    state_name = aiplatform_v1.PipelineState(view.state).name
+    # A state this client does not know yet reads as unspecified (pending), not as an error.
+    state_name = _run_state_names().get(view.state, "PIPELINE_STATE_UNSPECIFIED")
     cancelled = state_name in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED")
     earlier = seen.by_encoding if seen is not None and seen.cancelled == cancelled else {}
     now: Dict[bytes, Tuple[Optional[str], Optional[TaskStatus]]] = {}
@@ -513,6 +513,13 @@ def _quoted_logs_filter() -> Tuple[str, str]:
     thousands of ended tasks was a third of a status read's conversion."""
     before, after = LOGS_FILTER.split("{job_id}")
     return quote(before, safe=""), quote(after, safe="")
+
+
+@functools.lru_cache(maxsize=None)
+def _run_state_names() -> Dict[int, str]:
+    from google.cloud import aiplatform_v1
+
+    return {state.value: state.name for state in aiplatform_v1.PipelineState}
 
 
 @functools.lru_cache(maxsize=None)
