@@ -448,23 +448,21 @@ def _status_view() -> Any:
     job = aiplatform_v1.PipelineJob.pb().DESCRIPTOR.fields_by_name
     detail = job["job_detail"].message_type.fields_by_name["task_details"]
     field = descriptor_pb2.FieldDescriptorProto
+    one, many = field.LABEL_OPTIONAL, field.LABEL_REPEATED
     file = descriptor_pb2.FileDescriptorProto(name="status_view.proto", package="status_view")
     view = file.message_type.add(name="Job")
-    view.field.add(name="state", number=job["state"].number, type=field.TYPE_INT32)
-    view.field.add(name="error", number=job["error"].number, type=field.TYPE_BYTES)
+    view.field.add(name="state", number=job["state"].number, type=field.TYPE_INT32, label=one)
+    view.field.add(name="error", number=job["error"].number, type=field.TYPE_BYTES, label=one)
     view.field.add(
         name="job_detail",
         number=job["job_detail"].number,
         type=field.TYPE_MESSAGE,
         type_name=".status_view.Detail",
+        label=one,
     )
-    tasks = file.message_type.add(name="Detail").field.add(
-        name="task_details", number=detail.number, type=field.TYPE_BYTES
+    file.message_type.add(name="Detail").field.add(
+        name="task_details", number=detail.number, type=field.TYPE_BYTES, label=many
     )
-    tasks.label = field.LABEL_REPEATED
-    for added in (*view.field, tasks):
-        if not added.HasField("label"):
-            added.label = field.LABEL_OPTIONAL
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("status_view.Job"))
